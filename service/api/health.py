@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.deps import ServicesDep
+from service.api.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness and a few gauges")
+async def healthz(services: ServicesDep) -> Health:
+    return Health(
+        store=services.settings.store.value,
+        sessions=len(services.sessions),
+        running_jobs=services.engine.running_count,
+    )

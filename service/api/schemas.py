@@ -1,0 +1,46 @@
+"""Request and response bodies of the REST API (the job itself is `service.jobs.models.Job`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.jobs.models import Job, JobSpec
+
+
+class JobCreate(JobSpec):
+    """A job to start; with `session_id`, its notifications also go to that MCP session's GET stream."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"examples": [{"interval": 0.5, "count": 5, "caller": "docs"}]},
+    )
+
+    session_id: Annotated[
+        str | None,
+        Field(
+            max_length=128,
+            description="A live MCP session (its Mcp-Session-Id) to push the notifications to.",
+        ),
+    ] = None
+
+    def spec(self) -> JobSpec:
+        return JobSpec(interval=self.interval, count=self.count, caller=self.caller)
+
+
+class JobPage(BaseModel):
+    items: list[Job]
+    next_offset: int | None = Field(description="Pass as `offset` for the next page; null on the last page.")
+
+
+class Health(BaseModel):
+    status: str = "ok"
+    store: str
+    sessions: int
+    running_jobs: int
+
+
+class ErrorBody(BaseModel):
+    detail: str

@@ -1,0 +1,83 @@
+"""`create_app`: builds the whole service from its settings, and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.routing import Route
+
+from service import __version__
+from service.api import health, jobs
+from service.api.deps import Services
+from service.jobs.engine import JobEngine, JobLimits
+from service.mcp.server import build_server
+from service.mcp.sessions import SessionRegistry
+from service.mcp.transport import SessionManager
+from service.settings import Settings
+from service.stores import create_storage
+
+DESCRIPTION = """
+MCP over StreamableHTTP at **`/mcp`** (POST, GET, DELETE), with one tool,
+`start-notification-stream`, and the REST routes below to start, inspect, cancel and follow
+the same notification jobs. Every job, whichever side started it, is visible on both.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build storage, job engine, MCP server and routes; nothing starts until the lifespan runs."""
+    settings = settings if settings is not None else Settings()
+    storage = create_storage(settings)
+    engine = JobEngine(
+        storage,
+        JobLimits(
+            max_count=settings.max_count,
+            min_interval=settings.min_interval,
+            max_interval=settings.max_interval,
+            max_caller_length=settings.max_caller_length,
+            max_jobs=settings.max_jobs,
+            max_jobs_per_session=settings.max_jobs_per_session,
+        ),
+    )
+    sessions = SessionRegistry()
+    manager = SessionManager(
+        build_server(engine, sessions, version=__version__),
+        event_log=storage,
+        sessions=sessions,
+        json_response=settings.json_response,
+        security_settings=TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=settings.mcp_allowed_hosts(),
+            allowed_origins=settings.mcp_allowed_origins(),
+        ),
+        retry_interval=settings.sse_retry_ms,
+        session_idle_timeout=settings.session_idle_timeout,
+        max_sessions=settings.max_sessions,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Started in dependency order and stopped in reverse: sessions close before the
+        # engine stops, and the engine records its jobs before storage flushes and closes.
+        async with storage, engine.running(), manager.run():
+            try:
+                yield
+            finally:
+                # Running jobs end as "interrupted", not as "cancelled" by their closing sessions.
+                engine.shutdown()
+
+    app = FastAPI(
+        title="MCP notification service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.services = Services(settings=settings, engine=engine, sessions=sessions)
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    # A route, not a mount: a mount would answer /mcp with a 307 redirect to /mcp/.
+    app.router.routes.append(Route("/mcp", StreamableHTTPASGIApp(manager), methods=["GET", "POST", "DELETE"]))
+    return app

@@ -1,0 +1,29 @@
+"""The `mcp-notification-service` command: settings from the environment, then uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from service.app import create_app
+from service.settings import SettingsError, load_settings
+
+logger = logging.getLogger("service")
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"mcp-notification-service: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+    )

@@ -1,0 +1,276 @@
+"""The job engine: runs notification jobs in its own task group and fans each notification out.
+
+Every notification goes first to the job's own event log (durable, readable over REST
+as an SSE stream) and then to the job's sinks: the MCP tool call's stream, or an MCP
+session's standalone GET stream. Sinks are supplied by whoever starts the job, so the
+engine knows nothing of MCP or HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+
+from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus, utcnow
+from service.stores.base import Storage, StoredEvent
+
+logger = logging.getLogger(__name__)
+
+LOG_STREAM = "log"
+
+
+def log_scope(job_id: str) -> str:
+    """The event-log scope that holds one job's notifications."""
+    return f"job:{job_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """The `index`-th (1-based) of a job's `count` notifications."""
+
+    job_id: str
+    index: int
+    count: int
+    caller: str
+
+    @property
+    def message(self) -> str:
+        return f"Notification {self.index}/{self.count} for {self.caller}"
+
+    def to_json(self) -> bytes:
+        body = {"job_id": self.job_id, "index": self.index, "count": self.count, "message": self.message}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+class Sink(Protocol):
+    """Somewhere a job's notifications are delivered, besides its own event log."""
+
+    async def send(self, notification: Notification) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobLimits:
+    max_count: int
+    min_interval: float
+    max_interval: float
+    max_caller_length: int
+    max_jobs: int
+    max_jobs_per_session: int
+
+
+class JobRejected(Exception):
+    """The job breaks a limit; the message names the limit and its value."""
+
+    def __init__(self, message: str, *, too_many: bool = False) -> None:
+        super().__init__(message)
+        self.too_many = too_many
+        """True when the job is refused for load (retry later), not for its content."""
+
+
+@dataclass(eq=False)
+class _LiveJob:
+    job: Job
+    sinks: list[Sink]
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    changed: anyio.Event = field(default_factory=anyio.Event)
+    cancel_status: JobStatus = JobStatus.CANCELLED
+
+    def touch(self) -> None:
+        """Wake whoever follows this job, and arm a fresh event for the next change."""
+        self.changed.set()
+        self.changed = anyio.Event()
+
+
+class JobEngine:
+    def __init__(self, storage: Storage, limits: JobLimits) -> None:
+        self._storage = storage
+        self._limits = limits
+        self._live: dict[str, _LiveJob] = {}
+        self._task_group: TaskGroup | None = None
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[JobEngine]:
+        """Run jobs until the block exits; then cancel the ones still running and record them."""
+        await self._interrupt_leftovers()
+        async with anyio.create_task_group() as task_group:
+            self._task_group = task_group
+            try:
+                yield self
+            finally:
+                self.shutdown()
+                self._task_group = None
+
+    def shutdown(self) -> None:
+        """Stop every running job; each is recorded as interrupted. Idempotent."""
+        for live in self._live.values():
+            live.cancel_status = JobStatus.INTERRUPTED
+            live.scope.cancel()
+
+    # Commands
+
+    def check(self, spec: JobSpec, session_id: str | None = None) -> None:
+        """Raise `JobRejected` if the job breaks a configured limit."""
+        limits = self._limits
+        if spec.count > limits.max_count:
+            raise JobRejected(f"count must be at most {limits.max_count} (SERVICE_MAX_COUNT)")
+        if not limits.min_interval <= spec.interval <= limits.max_interval:
+            raise JobRejected(
+                f"interval must be between {limits.min_interval:g} and {limits.max_interval:g} seconds "
+                "(SERVICE_MIN_INTERVAL, SERVICE_MAX_INTERVAL)"
+            )
+        if len(spec.caller) > limits.max_caller_length:
+            raise JobRejected(
+                f"caller must be at most {limits.max_caller_length} characters (SERVICE_MAX_CALLER_LENGTH)"
+            )
+        if len(self._live) >= limits.max_jobs:
+            raise JobRejected(
+                f"too many running jobs: the limit is {limits.max_jobs} (SERVICE_MAX_JOBS)", too_many=True
+            )
+        if session_id is not None:
+            in_session = sum(1 for live in self._live.values() if live.job.session_id == session_id)
+            if in_session >= limits.max_jobs_per_session:
+                raise JobRejected(
+                    f"too many running jobs in this session: the limit is {limits.max_jobs_per_session} "
+                    "(SERVICE_MAX_JOBS_PER_SESSION)",
+                    too_many=True,
+                )
+
+    async def start(
+        self,
+        spec: JobSpec,
+        *,
+        origin: JobOrigin,
+        session_id: str | None = None,
+        owner: str | None = None,
+        sinks: Sequence[Sink] = (),
+    ) -> Job:
+        """Check the limits, record the job and start it; return its first snapshot."""
+        if self._task_group is None:
+            raise RuntimeError("the job engine is not running")
+        self.check(spec, session_id)
+        job = Job.new(spec, origin, session_id, owner)
+        live = _LiveJob(job, list(sinks))
+        self._live[job.id] = live
+        await self._storage.save_job(job)
+        self._task_group.start_soon(self._run, live, name=f"job {job.id}")
+        return job.model_copy()
+
+    async def wait(self, job_id: str) -> Job | None:
+        """Block until the job ends and return its final state (None for an unknown id)."""
+        live = self._live.get(job_id)
+        if live is not None:
+            await live.done.wait()
+            return live.job.model_copy()
+        return await self._storage.get_job(job_id)
+
+    async def cancel(self, job_id: str) -> Job | None:
+        """Cancel a job and wait until it has stopped; a job that already ended is returned as is."""
+        live = self._live.get(job_id)
+        if live is None:
+            return await self._storage.get_job(job_id)
+        live.scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await live.done.wait()
+        return live.job.model_copy()
+
+    # Queries
+
+    @property
+    def running_count(self) -> int:
+        return len(self._live)
+
+    async def get(self, job_id: str) -> Job | None:
+        live = self._live.get(job_id)
+        if live is not None:
+            return live.job.model_copy()
+        return await self._storage.get_job(job_id)
+
+    async def list(
+        self, *, status: JobStatus | None = None, owner: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Job]:
+        """Newest first, with running jobs showing their live progress."""
+        jobs = await self._storage.list_jobs(status=status, owner=owner, limit=limit, offset=offset)
+        return [self._live[job.id].job.model_copy() if job.id in self._live else job for job in jobs]
+
+    async def follow(
+        self, job_id: str, after: int = 0, *, heartbeat: float = 15.0
+    ) -> AsyncIterator[StoredEvent | None]:
+        """The job's notifications after event `after`, live until the job ends.
+
+        Yields None after `heartbeat` idle seconds, so that a streaming caller can keep
+        its connection alive (and notice a client that has gone).
+        """
+        scope = log_scope(job_id)
+        while True:
+            live = self._live.get(job_id)
+            changed = live.changed if live is not None else None
+            for event in await self._storage.read(scope, LOG_STREAM, after):
+                yield event
+                after = event.id
+            if changed is None:
+                return
+            with anyio.move_on_after(heartbeat) as idle:
+                await changed.wait()
+            if idle.cancelled_caught:
+                yield None
+
+    async def owns_event(self, job_id: str, event_id: int) -> bool:
+        return await self._storage.stream_of(log_scope(job_id), event_id) is not None
+
+    # Running
+
+    async def _run(self, live: _LiveJob) -> None:
+        job = live.job
+        job.status, job.started_at = JobStatus.RUNNING, utcnow()
+        scope = log_scope(job.id)
+        try:
+            await self._storage.save_job(job)
+            with live.scope:
+                live.touch()
+                start = anyio.current_time()
+                for index in range(1, job.count + 1):
+                    await anyio.sleep_until(start + (index - 1) * job.interval)
+                    notification = Notification(job.id, index, job.count, job.caller)
+                    await self._storage.append(scope, LOG_STREAM, notification.to_json())
+                    job.sent = index
+                    await self._deliver(live, notification)
+                    live.touch()
+            job.status = live.cancel_status if live.scope.cancelled_caught else JobStatus.COMPLETED
+        except Exception as exc:
+            logger.exception("job %s failed", job.id)
+            job.status, job.error = JobStatus.FAILED, str(exc) or type(exc).__name__
+        finally:
+            with anyio.CancelScope(shield=True):
+                if not job.status.is_final:  # cancelled from outside, e.g. by the task group
+                    job.status = JobStatus.INTERRUPTED
+                job.finished_at = utcnow()
+                try:
+                    await self._storage.save_job(job)
+                finally:
+                    del self._live[job.id]
+                    live.done.set()
+                    live.touch()
+
+    async def _deliver(self, live: _LiveJob, notification: Notification) -> None:
+        for sink in tuple(live.sinks):
+            try:
+                await sink.send(notification)
+            except Exception as exc:
+                # One broken destination (a closed session, say) must not stop the job or the others.
+                logger.warning("job %s: dropping sink %r: %s", live.job.id, sink, exc)
+                live.sinks.remove(sink)
+
+    async def _interrupt_leftovers(self) -> None:
+        for job in await self._storage.unfinished_jobs():
+            job.sent = sum(1 for _ in await self._storage.read(log_scope(job.id), LOG_STREAM))
+            logger.warning("job %s was left %s by a previous run: marked interrupted", job.id, job.status)
+            job.status, job.finished_at = JobStatus.INTERRUPTED, job.finished_at or utcnow()
+            await self._storage.save_job(job)

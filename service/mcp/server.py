@@ -1,0 +1,58 @@
+"""The MCP server: one tool, logging, and the hook that registers sessions for REST pushes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INVALID_PARAMS,
+    CallToolRequestParams,
+    CallToolResult,
+    EmptyResult,
+    ListToolsResult,
+    NotificationParams,
+    PaginatedRequestParams,
+    SetLevelRequestParams,
+)
+
+from service.jobs.engine import JobEngine
+from service.mcp.sessions import SessionRegistry
+from service.mcp.tools import TOOL, TOOL_NAME, start_notification_stream
+
+SERVER_NAME = "mcp-notification-service"
+
+
+def build_server(engine: JobEngine, sessions: SessionRegistry, *, version: str) -> Server[Any]:
+    async def list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
+        return ListToolsResult(tools=[TOOL])
+
+    async def call_tool(ctx: ServerRequestContext[Any], params: CallToolRequestParams) -> CallToolResult:
+        if params.name != TOOL_NAME:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
+        return await start_notification_stream(engine, ctx, params.arguments or {})
+
+    async def set_logging_level(ctx: ServerRequestContext[Any], params: SetLevelRequestParams) -> EmptyResult:
+        # Accepted for handshake-era clients; every notification this server sends is at level info.
+        return EmptyResult()
+
+    async def session_initialized(ctx: ServerRequestContext[Any], params: NotificationParams) -> None:
+        session_id = ctx.request.headers.get(MCP_SESSION_ID_HEADER) if ctx.request is not None else None
+        if session_id is not None:
+            sessions.add(session_id, ctx.session)
+
+    server: Server[Any] = Server(
+        SERVER_NAME,
+        version=version,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        get_tool_input_schema=lambda name: TOOL.input_schema if name == TOOL_NAME else None,
+    )
+    # Registered directly rather than through the constructor, which warns that logging is deprecated
+    # as of 2026-07-28: this server still serves handshake-era clients, for whom it is not.
+    server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_logging_level)
+    server.add_notification_handler("notifications/initialized", NotificationParams, session_initialized)
+    return server

@@ -1,0 +1,37 @@
+"""Where an MCP client receives a job's notifications: its tool call's stream, or its session's GET stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mcp.server.session import ServerSession
+from mcp_types import RequestId
+
+from service.jobs.engine import Notification
+
+LOGGER_NAME = "notification-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStreamSink:
+    """The stream of the `tools/call` that started the job: log notifications, plus progress if asked for."""
+
+    session: ServerSession
+    request_id: RequestId
+
+    async def send(self, notification: Notification) -> None:
+        await self.session.send_log_message(
+            "info", notification.message, logger=LOGGER_NAME, related_request_id=self.request_id
+        )
+        # A no-op unless the client sent a progressToken with its call.
+        await self.session.report_progress(notification.index, notification.count, notification.message)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStreamSink:
+    """A session's standalone GET stream (for jobs started over REST with a `session_id`)."""
+
+    session: ServerSession
+
+    async def send(self, notification: Notification) -> None:
+        await self.session.send_log_message("info", notification.message, logger=LOGGER_NAME)

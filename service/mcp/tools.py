@@ -1,0 +1,99 @@
+"""The `start-notification-stream` tool: its definition and what a call does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from mcp.server.context import ServerRequestContext
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
+from mcp_types import CallToolResult, TextContent, Tool
+from pydantic import ValidationError
+
+from service.jobs.engine import JobEngine, JobRejected
+from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus
+from service.mcp.sinks import RequestStreamSink
+
+TOOL_NAME = "start-notification-stream"
+
+OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "job_id": {"type": "string"},
+        "status": {"type": "string", "enum": [status.value for status in JobStatus]},
+        "sent": {"type": "integer"},
+        "count": {"type": "integer"},
+        "caller": {"type": "string"},
+    },
+    "required": ["job_id", "status", "sent", "count", "caller"],
+}
+
+TOOL = Tool(
+    name=TOOL_NAME,
+    description=(
+        "Send `count` log notifications to the caller, `interval` seconds apart, then return a summary. "
+        "Every run is a job, also visible over REST at /jobs."
+    ),
+    input_schema=JobSpec.model_json_schema(),
+    output_schema=OUTPUT_SCHEMA,
+)
+
+
+def error_result(message: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """`count: Input should be greater than or equal to 1; caller: Field required`."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "arguments"
+        parts.append(f"{where}: {error['msg']}")
+    return "Invalid arguments: " + "; ".join(parts)
+
+
+def job_result(job: Job) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=job.summary())],
+        structured_content={
+            "job_id": job.id,
+            "status": job.status.value,
+            "sent": job.sent,
+            "count": job.count,
+            "caller": job.caller,
+        },
+        is_error=job.status is not JobStatus.COMPLETED,
+    )
+
+
+async def start_notification_stream(
+    engine: JobEngine, ctx: ServerRequestContext[Any], arguments: dict[str, Any]
+) -> CallToolResult:
+    """Run the job to its end while its notifications ride this call's stream.
+
+    If the client cancels the call (`notifications/cancelled`, or on the 2026-07-28
+    protocol by dropping the connection), the job is cancelled with it.
+    """
+    try:
+        spec = JobSpec.model_validate(arguments)
+    except ValidationError as exc:
+        return error_result(describe_validation_error(exc))
+    session_id = ctx.request.headers.get(MCP_SESSION_ID_HEADER) if ctx.request is not None else None
+    assert ctx.request_id is not None
+    try:
+        job = await engine.start(
+            spec,
+            origin=JobOrigin.MCP,
+            session_id=session_id,
+            sinks=[RequestStreamSink(ctx.session, ctx.request_id)],
+        )
+    except JobRejected as exc:
+        return error_result(str(exc))
+    try:
+        final = await engine.wait(job.id)
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            await engine.cancel(job.id)
+        raise
+    assert final is not None
+    return job_result(final)

@@ -1,0 +1,93 @@
+"""Configuration, read from `SERVICE_*` environment variables and an optional `.env` file."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SERVICE_"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class StoreBackend(StrEnum):
+    """Where job records and event history live."""
+
+    SQLITE = "sqlite"
+    MEMORY = "memory"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # Server
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    log_level: LogLevel = "INFO"
+    json_response: bool = False
+    shutdown_timeout: Annotated[int, Field(ge=1)] = 3
+
+    # Transport security: Host/Origin values accepted on /mcp besides the ones derived from host and port.
+    allowed_hosts: list[str] = []
+    allowed_origins: list[str] = []
+
+    # MCP sessions
+    session_idle_timeout: Annotated[float, Field(gt=0)] = 1800.0
+    max_sessions: Annotated[int, Field(ge=1)] = 10_000
+    sse_retry_ms: Annotated[int, Field(ge=0)] | None = None
+
+    # Storage
+    store: StoreBackend = StoreBackend.SQLITE
+    sqlite_path: Path = Path("data/service.db")
+    sqlite_flush_interval: Annotated[float, Field(gt=0, le=5)] = 0.05
+    event_retention: Annotated[float, Field(ge=0)] = 3600.0
+    max_events_per_session: Annotated[int, Field(ge=100)] = 100_000
+
+    # Limits of the notification tool and of POST /jobs
+    max_count: Annotated[int, Field(ge=1)] = 100_000
+    min_interval: Annotated[float, Field(ge=0)] = 0.0
+    max_interval: Annotated[float, Field(gt=0)] = 3600.0
+    max_caller_length: Annotated[int, Field(ge=1)] = 256
+    max_jobs: Annotated[int, Field(ge=1)] = 1000
+    max_jobs_per_session: Annotated[int, Field(ge=1)] = 100
+
+    def mcp_allowed_hosts(self) -> list[str]:
+        """Host header values the DNS-rebinding check accepts: the bound address plus loopback names."""
+        names = {self.host, "127.0.0.1", "localhost", "[::1]"}
+        hosts = [f"{name}:{self.port}" for name in sorted(names)] + sorted(names)
+        return [*hosts, *self.allowed_hosts]
+
+    def mcp_allowed_origins(self) -> list[str]:
+        """Origin header values the DNS-rebinding check accepts (browsers send one; most clients don't)."""
+        names = {self.host, "127.0.0.1", "localhost", "[::1]"}
+        origins = [f"http://{name}:{self.port}" for name in sorted(names)]
+        return [*origins, *self.allowed_origins]
+
+
+class SettingsError(Exception):
+    """Raised with a message a person can act on when the environment holds a bad value."""
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning pydantic's report into one line per bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            variable = f"{ENV_PREFIX}{field.upper()}"
+            lines.append(f"{variable}={error.get('input')!r}: {error['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

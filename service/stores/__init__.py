@@ -1,0 +1,19 @@
+"""Storage backends behind one interface (`service.stores.base.Storage`)."""
+
+from __future__ import annotations
+
+from service.settings import Settings, StoreBackend
+from service.stores.base import Storage
+from service.stores.memory import MemoryStorage
+from service.stores.sqlite import SQLiteStorage
+
+
+def create_storage(settings: Settings) -> Storage:
+    if settings.store is StoreBackend.MEMORY:
+        return MemoryStorage(max_events_per_scope=settings.max_events_per_session, retention=settings.event_retention)
+    return SQLiteStorage(
+        settings.sqlite_path,
+        max_events_per_scope=settings.max_events_per_session,
+        retention=settings.event_retention,
+        flush_interval=settings.sqlite_flush_interval,
+    )

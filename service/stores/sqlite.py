@@ -1,0 +1,276 @@
+"""Durable storage in one SQLite file (WAL), the service's default.
+
+`append` is awaited inline for every message the MCP transport sends, so it must not
+touch the disk. It assigns the id and queues the row; a flusher task writes the queue
+in one transaction every `flush_interval` seconds, on a worker thread. The durability
+window is therefore `flush_interval`: a crash (not a clean shutdown, which flushes)
+can lose the events of the last interval. Reads flush first, so they always see every
+event appended before them.
+
+If a write fails (disk full, database locked), the rows stay queued and are retried,
+and `append` raises `StoreError` until a write succeeds again, so the failure reaches
+the caller instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from service.jobs.models import Job, JobStatus
+from service.stores.base import StoredEvent, StoreError
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    scope TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    data BLOB
+);
+CREATE INDEX IF NOT EXISTS events_by_scope ON events (scope, id);
+CREATE TABLE IF NOT EXISTS ended_scopes (
+    scope TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    owner TEXT,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at DESC, id DESC);
+"""
+
+_Row = tuple[int, str, str, bytes | None]
+
+
+class SQLiteStorage:
+    def __init__(
+        self, path: Path, *, max_events_per_scope: int, retention: float, flush_interval: float = 0.05
+    ) -> None:
+        self._path = path
+        self._max_events = max_events_per_scope
+        self._retention = retention
+        self._flush_interval = flush_interval
+        self._db: sqlite3.Connection | None = None
+        self._limiter = anyio.CapacityLimiter(1)  # one thread at a time talks to the connection
+        self._next_id = 1
+        self._rows: list[_Row] = []
+        self._jobs: dict[str, Job] = {}
+        self._ended: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self._failure: StoreError | None = None
+        self._flush_lock = anyio.Lock()
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        await self._run(self._open)
+        try:
+            async with AsyncExitStack() as stack:
+                task_group = await stack.enter_async_context(anyio.create_task_group())
+                task_group.start_soon(self._flush_forever)
+                stack.callback(task_group.cancel_scope.cancel)
+                self._stack = stack.pop_all()
+        except BaseException:
+            await self._run(self._close)
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.flush()
+            finally:
+                await self._run(self._close)
+
+    # EventLog
+
+    async def append(self, scope: str, stream: str, data: bytes | None) -> int:
+        if self._failure is not None:
+            raise self._failure
+        event_id = self._next_id
+        self._next_id += 1
+        self._rows.append((event_id, scope, stream, data))
+        self._counts[scope] = self._counts.get(scope, 0) + 1
+        return event_id
+
+    async def stream_of(self, scope: str, event_id: int) -> str | None:
+        await self.flush()
+
+        def query(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT stream FROM events WHERE id = ? AND scope = ?", (event_id, scope)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run_db(query)
+
+    async def read(self, scope: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
+        await self.flush()
+
+        def query(db: sqlite3.Connection) -> list[StoredEvent]:
+            rows = db.execute(
+                "SELECT id, data FROM events WHERE scope = ? AND id > ? AND stream = ? ORDER BY id",
+                (scope, after, stream),
+            )
+            return [StoredEvent(event_id, data) for event_id, data in rows]
+
+        return await self._run_db(query)
+
+    async def end_scope(self, scope: str) -> None:
+        self._ended[scope] = time.time() + self._retention
+        self._counts.pop(scope, None)
+
+    # JobStore
+
+    async def save_job(self, job: Job) -> None:
+        self._jobs[job.id] = job.model_copy()
+
+    async def get_job(self, job_id: str) -> Job | None:
+        if (job := self._jobs.get(job_id)) is not None:
+            return job.model_copy()
+
+        def query(db: sqlite3.Connection) -> Job | None:
+            row = db.execute("SELECT body FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return None if row is None else Job.model_validate_json(row[0])
+
+        return await self._run_db(query)
+
+    async def list_jobs(self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int) -> Sequence[Job]:
+        await self.flush()
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status.value)
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
+        sql = "SELECT body FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+
+        def query(db: sqlite3.Connection) -> list[Job]:
+            return [Job.model_validate_json(body) for (body,) in db.execute(sql, (*params, limit, offset))]
+
+        return await self._run_db(query)
+
+    async def unfinished_jobs(self) -> Sequence[Job]:
+        await self.flush()
+
+        def query(db: sqlite3.Connection) -> list[Job]:
+            rows = db.execute("SELECT body FROM jobs WHERE status IN ('pending', 'running')")
+            return [Job.model_validate_json(body) for (body,) in rows]
+
+        return await self._run_db(query)
+
+    # Writing
+
+    async def flush(self) -> None:
+        """Write everything queued so far; raise `StoreError` if the database refuses it."""
+        async with self._flush_lock:
+            if not (self._rows or self._jobs or self._ended):
+                return
+            rows, jobs, ended = self._rows, self._jobs, self._ended
+            trim = [scope for scope, n in self._counts.items() if n > self._max_events]
+
+            def write(db: sqlite3.Connection) -> None:
+                with db:
+                    db.executemany("INSERT INTO events (id, scope, stream, data) VALUES (?, ?, ?, ?)", rows)
+                    db.executemany(
+                        "INSERT OR REPLACE INTO jobs (id, status, owner, created_at, body) VALUES (?, ?, ?, ?, ?)",
+                        [
+                            (j.id, j.status.value, j.owner, j.created_at.isoformat(), j.model_dump_json())
+                            for j in jobs.values()
+                        ],
+                    )
+                    db.executemany(
+                        "INSERT OR REPLACE INTO ended_scopes (scope, expires_at) VALUES (?, ?)", ended.items()
+                    )
+                    for scope in trim:
+                        db.execute(
+                            "DELETE FROM events WHERE scope = ? AND id <= (SELECT id FROM events WHERE scope = ?"
+                            " ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                            (scope, scope, self._max_events),
+                        )
+
+            self._rows, self._jobs, self._ended = [], {}, {}
+            try:
+                await self._run_db(write)
+            except StoreError as exc:
+                # Keep the rows for the next attempt, ahead of anything queued meanwhile.
+                self._rows = rows + self._rows
+                self._jobs = {**jobs, **self._jobs}
+                self._ended = {**ended, **self._ended}
+                self._failure = exc
+                raise
+            self._failure = None
+            for scope in trim:
+                if scope in self._counts:
+                    self._counts[scope] = self._max_events
+
+    async def _flush_forever(self) -> None:
+        next_purge = 0.0
+        while True:
+            await anyio.sleep(self._flush_interval)
+            try:
+                await self.flush()
+                if time.monotonic() >= next_purge:
+                    next_purge = time.monotonic() + 60
+                    await self._run_db(_purge_expired)
+            except StoreError:
+                continue  # `_failure` makes appenders report it; keep retrying.
+
+    # Plumbing
+
+    async def _run(self, func: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(func, limiter=self._limiter)
+
+    async def _run_db(self, func: Callable[[sqlite3.Connection], T]) -> T:
+        db = self._db
+        if db is None:
+            raise StoreError("the SQLite store is not open")
+
+        def call() -> T:
+            try:
+                return func(db)
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite store at {self._path}: {exc}") from exc
+
+        return await self._run(call)
+
+    def _open(self) -> None:
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self._path, check_same_thread=False)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA busy_timeout = 2000")
+            db.executescript(SCHEMA)
+            (last,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the SQLite store at {self._path}: {exc}") from exc
+        self._db = db
+        self._next_id = int(last) + 1
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _purge_expired(db: sqlite3.Connection) -> None:
+    now = time.time()
+    with db:
+        db.execute("DELETE FROM events WHERE scope IN (SELECT scope FROM ended_scopes WHERE expires_at <= ?)", (now,))
+        db.execute("DELETE FROM ended_scopes WHERE expires_at <= ?", (now,))
