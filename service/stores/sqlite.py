@@ -219,6 +219,11 @@ class SQLiteStorage:
                 if scope in self._counts:
                     self._counts[scope] = self._max_events
 
+    async def purge_expired(self) -> None:
+        """Drop the events of scopes whose retention has run out."""
+        await self.flush()
+        await self._run_db(_purge_expired)
+
     async def _flush_forever(self) -> None:
         next_purge = 0.0
         while True:
@@ -227,7 +232,7 @@ class SQLiteStorage:
                 await self.flush()
                 if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + 60
-                    await self._run_db(_purge_expired)
+                    await self.purge_expired()
             except StoreError:
                 continue  # `_failure` makes appenders report it; keep retrying.
 

@@ -1,0 +1,160 @@
+"""The REST routes over real HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ServiceFactory
+from tests.support import ServiceProcess, parse_sse, wait_for
+
+
+@pytest.fixture
+def http(service: ServiceProcess) -> httpx.Client:
+    return httpx.Client(base_url=service.base_url, timeout=30)
+
+
+def start(http: httpx.Client, **body: Any) -> dict[str, Any]:
+    response = http.post("/jobs", json={"interval": 0, "count": 3, "caller": "rest", **body})
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def finished(http: httpx.Client, job_id: str) -> dict[str, Any]:
+    wait_for(lambda: http.get(f"/jobs/{job_id}").json()["status"] not in ("pending", "running"))
+    job: dict[str, Any] = http.get(f"/jobs/{job_id}").json()
+    return job
+
+
+def test_a_job_started_over_rest_runs_to_completion(http: httpx.Client) -> None:
+    job = start(http, caller="runs", count=4, interval=0.01)
+    assert job["status"] == "pending"
+    assert job["origin"] == "rest"
+    assert job["sent"] == 0
+    done = finished(http, job["id"])
+    assert (done["status"], done["sent"], done["count"]) == ("completed", 4, 4)
+    assert done["created_at"] <= done["started_at"] <= done["finished_at"]
+
+
+def test_jobs_are_listed_newest_first_filtered_and_paginated(http: httpx.Client) -> None:
+    ids = [start(http, caller=f"list-{i}")["id"] for i in range(3)]
+    for job_id in ids:
+        finished(http, job_id)
+    page = http.get("/jobs", params={"limit": 2}).json()
+    assert [job["id"] for job in page["items"]] == ids[::-1][:2]
+    assert page["next_offset"] == 2
+    rest = http.get("/jobs", params={"limit": 2, "offset": 2}).json()
+    assert rest["items"][0]["id"] == ids[0]
+    completed = http.get("/jobs", params={"status": "completed", "limit": 500}).json()["items"]
+    assert all(job["status"] == "completed" for job in completed)
+    assert set(ids) <= {j["id"] for j in completed}
+    assert http.get("/jobs", params={"status": "bogus"}).status_code == 422
+
+
+def test_unknown_and_malformed_job_ids(http: httpx.Client) -> None:
+    unknown = http.get("/jobs/" + "0" * 32)
+    assert unknown.status_code == 404
+    assert "not found" in unknown.json()["detail"]
+    assert http.get("/jobs/not-a-job").status_code == 422
+    assert http.delete("/jobs/" + "0" * 32).status_code == 404
+
+
+def test_delete_cancels_a_running_job_and_refuses_an_ended_one(http: httpx.Client) -> None:
+    job = start(http, caller="cancel-me", count=1000, interval=0.01)
+    wait_for(lambda: http.get(f"/jobs/{job['id']}").json()["sent"] >= 2)
+    cancelled = http.delete(f"/jobs/{job['id']}")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert 2 <= cancelled.json()["sent"] < 1000
+    again = http.delete(f"/jobs/{job['id']}")
+    assert again.status_code == 409
+    assert "already ended" in again.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"interval": 0, "count": 0, "caller": "x"}, "count"),
+        ({"interval": 0, "count": "3", "caller": "x"}, "count"),
+        ({"interval": -1, "count": 1, "caller": "x"}, "interval"),
+        ({"interval": 0, "count": 1}, "caller"),
+        ({"interval": 0, "count": 1, "caller": "x", "colour": "red"}, "colour"),
+    ],
+)
+def test_a_bad_body_is_422_naming_the_field(http: httpx.Client, body: dict[str, Any], field: str) -> None:
+    response = http.post("/jobs", json=body)
+    assert response.status_code == 422
+    assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
+
+
+def test_a_limit_is_422_naming_the_setting(http: httpx.Client) -> None:
+    response = http.post("/jobs", json={"interval": 0, "count": 10**9, "caller": "x"})
+    assert response.status_code == 422
+    assert "SERVICE_MAX_COUNT" in response.json()["detail"]
+
+
+def test_an_unknown_session_is_404(http: httpx.Client) -> None:
+    response = http.post("/jobs", json={"interval": 0, "count": 1, "caller": "x", "session_id": "nope"})
+    assert response.status_code == 404
+    assert "nope" in response.json()["detail"]
+
+
+def test_too_many_jobs_is_429(start_service: ServiceFactory) -> None:
+    with start_service(MAX_JOBS="1") as service, httpx.Client(base_url=service.base_url) as http:
+        first = start(http, count=100, interval=1)
+        response = http.post("/jobs", json={"interval": 0, "count": 1, "caller": "x"})
+        assert response.status_code == 429
+        assert "SERVICE_MAX_JOBS" in response.json()["detail"]
+        http.delete(f"/jobs/{first['id']}")
+
+
+def read_events(http: httpx.Client, job_id: str, last_event_id: str | None = None) -> list[Any]:
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    with http.stream("GET", f"/jobs/{job_id}/events", headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return list(parse_sse(response.iter_lines()))
+
+
+def test_the_events_stream_follows_a_job_live_and_resumes(http: httpx.Client) -> None:
+    job = start(http, caller="follow", count=5, interval=0.05)
+    events = read_events(http, job["id"])  # opened while the job runs: ends when it ends
+    notifications, end = events[:-1], events[-1]
+    assert [e.json()["index"] for e in notifications] == [1, 2, 3, 4, 5]
+    assert [int(e.id) for e in notifications] == sorted(int(e.id) for e in notifications)
+    assert all(e.event == "notification" for e in notifications)
+    assert end.event == "end"
+    assert end.json()["status"] == "completed"
+
+    resumed = read_events(http, job["id"], last_event_id=notifications[1].id)
+    assert [e.id for e in resumed[:-1]] == [e.id for e in notifications[2:]]
+
+
+def test_a_bad_last_event_id_is_400(http: httpx.Client) -> None:
+    job = start(http, caller="bad-cursor", count=1)
+    other = start(http, caller="other", count=1)
+    finished(http, job["id"])
+    finished(http, other["id"])
+    foreign = read_events(http, other["id"])[0].id
+    for cursor in ["garbage", "-1", "9" * 40, foreign]:
+        response = http.get(f"/jobs/{job['id']}/events", headers={"Last-Event-ID": cursor})
+        assert response.status_code == 400, cursor
+        assert "Last-Event-ID" in response.json()["detail"]
+
+
+def test_docs_and_openapi_describe_the_rest_api(http: httpx.Client) -> None:
+    assert http.get("/docs").status_code == 200
+    spec = http.get("/openapi.json").json()
+    assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/events", "/healthz"} <= set(spec["paths"])
+    assert "/mcp" not in spec["paths"]
+    assert set(spec["paths"]["/jobs/{job_id}"]) == {"get", "delete"}
+
+
+def test_healthz(http: httpx.Client) -> None:
+    body = http.get("/healthz").json()
+    assert body["status"] == "ok"
+    assert body["store"] == "sqlite"
+    assert {"sessions", "running_jobs"} <= set(body)

@@ -1,0 +1,152 @@
+"""The job engine against the in-memory store: scheduling, cancellation, limits, fan-out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+
+from service.jobs.engine import JobEngine, JobLimits, JobRejected, Notification, log_scope
+from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus
+from service.stores.memory import MemoryStorage
+
+pytestmark = pytest.mark.anyio
+
+LIMITS = JobLimits(
+    max_count=1000, min_interval=0, max_interval=10, max_caller_length=20, max_jobs=3, max_jobs_per_session=2
+)
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.received: list[Notification] = []
+
+    async def send(self, notification: Notification) -> None:
+        self.received.append(notification)
+
+
+class BrokenSink:
+    async def send(self, notification: Notification) -> None:
+        raise ConnectionError("stream closed")
+
+
+@pytest.fixture
+def storage() -> MemoryStorage:
+    return MemoryStorage(max_events_per_scope=10_000, retention=60)
+
+
+@pytest.fixture
+async def engine(storage: MemoryStorage) -> AsyncIterator[JobEngine]:
+    engine = JobEngine(storage, LIMITS)
+    async with engine.running():
+        yield engine
+
+
+def spec(count: int = 3, interval: float = 0.0, caller: str = "unit") -> JobSpec:
+    return JobSpec(interval=interval, count=count, caller=caller)
+
+
+async def test_a_job_sends_every_notification_then_completes(engine: JobEngine, storage: MemoryStorage) -> None:
+    sink = ListSink()
+    job = await engine.start(spec(count=4), origin=JobOrigin.REST, sinks=[sink])
+    assert job.status is JobStatus.PENDING
+    final = await engine.wait(job.id)
+    assert final is not None
+    assert (final.status, final.sent) == (JobStatus.COMPLETED, 4)
+    assert final.started_at is not None
+    assert final.finished_at is not None
+    assert [n.index for n in sink.received] == [1, 2, 3, 4]
+    logged = [json.loads(e.data or b"") for e in await storage.read(log_scope(job.id), "log")]
+    assert [entry["message"] for entry in logged] == [n.message for n in sink.received]
+    assert await storage.get_job(job.id) == final
+
+
+async def test_cancel_stops_a_job_and_records_how_far_it_got(engine: JobEngine) -> None:
+    sink = ListSink()
+    job = await engine.start(spec(count=100, interval=0.01), origin=JobOrigin.REST, sinks=[sink])
+    with anyio.fail_after(5):
+        while len(sink.received) < 3:
+            await anyio.sleep(0.005)
+    cancelled = await engine.cancel(job.id)
+    assert cancelled is not None
+    assert cancelled.status is JobStatus.CANCELLED
+    assert 3 <= cancelled.sent < 100
+    assert cancelled.sent == len(sink.received)
+
+
+async def test_limits_are_enforced_with_messages_that_name_them(engine: JobEngine) -> None:
+    cases = {
+        "SERVICE_MAX_COUNT": spec(count=1001),
+        "SERVICE_MAX_INTERVAL": spec(interval=11),
+        "SERVICE_MAX_CALLER_LENGTH": spec(caller="x" * 21),
+    }
+    for name, bad in cases.items():
+        with pytest.raises(JobRejected, match=name):
+            await engine.start(bad, origin=JobOrigin.REST)
+    for _ in range(2):
+        await engine.start(spec(count=5, interval=1), origin=JobOrigin.MCP, session_id="s")
+    with pytest.raises(JobRejected, match="SERVICE_MAX_JOBS_PER_SESSION") as per_session:
+        await engine.start(spec(), origin=JobOrigin.MCP, session_id="s")
+    await engine.start(spec(count=5, interval=1), origin=JobOrigin.REST)
+    with pytest.raises(JobRejected, match="SERVICE_MAX_JOBS") as overall:
+        await engine.start(spec(), origin=JobOrigin.REST)
+    assert per_session.value.too_many
+    assert overall.value.too_many
+
+
+async def test_a_broken_sink_does_not_stop_the_job_or_other_sinks(engine: JobEngine) -> None:
+    good = ListSink()
+    job = await engine.start(spec(count=3), origin=JobOrigin.REST, sinks=[BrokenSink(), good])
+    final = await engine.wait(job.id)
+    assert final is not None
+    assert final.status is JobStatus.COMPLETED
+    assert len(good.received) == 3
+
+
+async def test_shutdown_records_running_jobs_as_interrupted(storage: MemoryStorage) -> None:
+    engine = JobEngine(storage, LIMITS)
+    async with engine.running():
+        job = await engine.start(spec(count=100, interval=0.05), origin=JobOrigin.REST)
+        await anyio.sleep(0.12)
+    saved = await storage.get_job(job.id)
+    assert saved is not None
+    assert saved.status is JobStatus.INTERRUPTED
+    assert 1 <= saved.sent < 100
+
+
+async def test_jobs_left_running_by_a_previous_process_are_marked_interrupted(storage: MemoryStorage) -> None:
+    leftover = Job.new(spec(count=5), JobOrigin.REST, None, None)
+    leftover.status = JobStatus.RUNNING
+    await storage.save_job(leftover)
+    await storage.append(log_scope(leftover.id), "log", b"{}")
+    async with JobEngine(storage, LIMITS).running():
+        saved = await storage.get_job(leftover.id)
+    assert saved is not None
+    assert (saved.status, saved.sent) == (JobStatus.INTERRUPTED, 1)
+
+
+async def test_follow_streams_live_until_the_job_ends(engine: JobEngine) -> None:
+    job = await engine.start(spec(count=5, interval=0.01), origin=JobOrigin.REST)
+    seen = [event.id async for event in engine.follow(job.id) if event is not None]
+    assert len(seen) == 5
+    assert seen == sorted(seen)
+    resumed = [event.id async for event in engine.follow(job.id, after=seen[1]) if event is not None]
+    assert resumed == seen[2:]
+
+
+async def test_notifications_keep_to_the_schedule(engine: JobEngine) -> None:
+    """Each send is due at start + i * interval: slow sinks do not push the later ones back."""
+    times: list[float] = []
+
+    class SlowSink:
+        async def send(self, notification: Notification) -> None:
+            times.append(anyio.current_time())
+            await anyio.sleep(0.04)
+
+    job = await engine.start(spec(count=6, interval=0.05), origin=JobOrigin.REST, sinks=[SlowSink()])
+    await engine.wait(job.id)
+    # On schedule the last send is due 5 * 0.05 = 0.25 s after the first; had each delay
+    # accumulated, it would come 5 * (0.05 + 0.04) = 0.45 s after it.
+    assert times[-1] - times[0] < 0.40, times

@@ -1,0 +1,66 @@
+"""Start-up and shutdown of the real process: SIGTERM, restart, durability."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from tests.support import TOOL, ServiceProcess, mcp_client, parse_sse, running_service, wait_for
+
+
+def test_sigterm_interrupts_running_jobs_and_a_restart_keeps_them(tmp_path: Path) -> None:
+    service = ServiceProcess(tmp_path, {}).start()
+    http = httpx.Client(base_url=service.base_url)
+    ids = [
+        http.post("/jobs", json={"interval": 0.02, "count": 10_000, "caller": f"long-{i}"}).json()["id"]
+        for i in range(5)
+    ]
+    done = http.post("/jobs", json={"interval": 0, "count": 3, "caller": "short"}).json()["id"]
+    wait_for(lambda: all(http.get(f"/jobs/{i}").json()["sent"] >= 3 for i in ids))
+    wait_for(lambda: http.get(f"/jobs/{done}").json()["status"] == "completed")
+
+    began = time.monotonic()
+    # uvicorn shuts down gracefully, then re-raises the signal: the exit status is "killed by SIGTERM".
+    assert service.stop() in (0, -signal.SIGTERM)
+    assert time.monotonic() - began < 5, service.log()
+
+    with running_service(tmp_path) as restarted:
+        http = httpx.Client(base_url=restarted.base_url)
+        for job_id in ids:
+            job = http.get(f"/jobs/{job_id}").json()
+            assert job["status"] == "interrupted"
+            assert 3 <= job["sent"] < 10_000
+            assert job["finished_at"] is not None
+            with http.stream("GET", f"/jobs/{job_id}/events") as response:
+                events = [e for e in parse_sse(response.iter_lines()) if e.event == "notification"]
+            assert len(events) == job["sent"]
+            assert [e.json()["index"] for e in events] == list(range(1, job["sent"] + 1))
+            with http.stream("GET", f"/jobs/{job_id}/events", headers={"Last-Event-ID": str(events[1].id)}) as response:
+                resumed = [e.id for e in parse_sse(response.iter_lines()) if e.event == "notification"]
+            assert resumed == [e.id for e in events[2:]]
+        assert http.get(f"/jobs/{done}").json()["status"] == "completed"
+
+
+@pytest.mark.anyio
+async def test_sigterm_during_a_tool_call_records_the_job_as_interrupted(tmp_path: Path) -> None:
+    service = ServiceProcess(tmp_path, {}).start()
+    async with mcp_client(service.mcp_url) as client, anyio.create_task_group() as tg:
+        tg.start_soon(client.call_tool, TOOL, {"interval": 0.02, "count": 10_000, "caller": "mcp-long"})
+        async with httpx.AsyncClient(base_url=service.base_url) as http:
+            with anyio.fail_after(10):
+                while not (await http.get("/jobs", params={"status": "running"})).json()["items"]:
+                    await anyio.sleep(0.02)
+        began = time.monotonic()
+        await anyio.to_thread.run_sync(service.stop)
+        assert time.monotonic() - began < 5, service.log()
+        tg.cancel_scope.cancel()
+    with running_service(tmp_path) as restarted:
+        jobs = httpx.get(f"{restarted.base_url}/jobs").json()["items"]
+        (job,) = [job for job in jobs if job["caller"] == "mcp-long"]
+        assert job["status"] == "interrupted"
+        assert job["origin"] == "mcp"
