@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route
@@ -19,6 +20,7 @@ from service.mcp.sessions import SessionRegistry
 from service.mcp.transport import SessionManager
 from service.settings import Settings
 from service.stores import create_storage
+from service.stores.base import StoreError
 
 DESCRIPTION = """
 MCP over StreamableHTTP at **`/mcp`** (POST, GET, DELETE), with one tool,
@@ -76,8 +78,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = Services(settings=settings, engine=engine, sessions=sessions)
+    app.add_exception_handler(StoreError, storage_unavailable)
     app.include_router(jobs.router)
     app.include_router(health.router)
     # A route, not a mount: a mount would answer /mcp with a 307 redirect to /mcp/.
     app.router.routes.append(Route("/mcp", StreamableHTTPASGIApp(manager), methods=["GET", "POST", "DELETE"]))
     return app
+
+
+async def storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The store is failing (disk full, database locked): say so, and let the client retry later."""
+    return JSONResponse({"detail": f"Storage unavailable: {exc}"}, status_code=503, headers={"Retry-After": "5"})

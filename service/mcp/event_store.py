@@ -9,10 +9,15 @@ is only ever looked up inside that scope.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp_types import JSONRPCMessage, jsonrpc_message_adapter
 
-from service.stores.base import EventLog, parse_event_id
+from service.stores.base import EventLog, StoredEvent, StoreError, parse_event_id
+
+logger = logging.getLogger(__name__)
 
 
 def session_scope(session_id: str) -> str:
@@ -25,17 +30,38 @@ class SessionEventStore(EventStore):
         self.scope = session_scope(session_id)
 
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
-        data = None if message is None else message.model_dump_json(by_alias=True, exclude_unset=True).encode()
-        return str(await self._log.append(self.scope, stream_id, data))
+        """Record an outbound message; if the store fails, say so and send the message without an id.
 
-    async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
+        The transport awaits this inline in the session's message router, and an exception
+        there would kill the router and hang every call of the session. An event without an
+        id is delivered live but cannot be resumed; the job behind it fails on the same
+        store, so the tool call ends with an error that says why.
+        """
+        data = None if message is None else message.model_dump_json(by_alias=True, exclude_unset=True).encode()
+        try:
+            return str(await self._log.append(self.scope, stream_id, data))
+        except StoreError as exc:
+            logger.error("event store failed, sending without an event id: %s", exc)
+            return ""
+
+    async def locate(self, last_event_id: str) -> tuple[int, StreamId] | None:
+        """The event a client resumes from and its stream, or None if this session has no such event."""
         event_id = parse_event_id(last_event_id)
         if event_id is None:
             return None
         stream_id = await self._log.stream_of(self.scope, event_id)
-        if stream_id is None:
+        return None if stream_id is None else (event_id, stream_id)
+
+    async def events_after(self, stream_id: StreamId, event_id: int) -> Sequence[StoredEvent]:
+        return await self._log.read(self.scope, stream_id, event_id)
+
+    async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
+        """The SDK's replay entry point; the service's transport uses `locate` and `events_after` instead."""
+        found = await self.locate(last_event_id)
+        if found is None:
             return None
-        for event in await self._log.read(self.scope, stream_id, event_id):
+        event_id, stream_id = found
+        for event in await self.events_after(stream_id, event_id):
             if event.data is not None:  # priming events mark a position; there is nothing to resend
                 message = jsonrpc_message_adapter.validate_json(event.data)
                 await send_callback(EventMessage(message, str(event.id)))

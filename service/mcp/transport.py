@@ -1,29 +1,226 @@
-"""The session manager, adapted so that every session gets its own event store.
+"""The SDK's StreamableHTTP transport and session manager, with resumption made lossless.
 
-Verified against mcp 2.3.x (pinned in pyproject.toml): this overrides two private hooks
-of `StreamableHTTPSessionManager`, `_admit_session` (where a session's transport is
-built) and `_discard_session` (where it is forgotten), because the SDK offers no public
-way to give each session its own store or to learn that a session ended.
+Verified against mcp 2.3.x (pinned in pyproject.toml); `tests/mcp/test_resumption.py`
+fails against the stock classes. What changes, and why:
+
+1. Each session gets its own `SessionEventStore` (`SessionManager._admit_session`): the
+   SDK's stream ids repeat across sessions and its store is never told the session.
+2. Resuming (`GET` with `Last-Event-ID`) registers the live queue for the stream *before*
+   reading the store, then drops from the queue what the store already returned. The SDK
+   reads first and registers after, so an event stored in between is neither replayed nor
+   delivered.
+3. If the stream being resumed is still registered to an old connection that the server
+   has not yet seen drop, the resuming connection takes it over (closes the old one and
+   waits until it has let go). The SDK instead ends the resumed stream right after the
+   replay, and the client never gets the result.
+4. A resumed request stream ends after the response, like the original one.
+5. A `Last-Event-ID` that is malformed, unknown, evicted or from another session gets a
+   400 with a JSON-RPC error. The SDK answers an empty 200, and the result is lost.
+
+Writers release a stream registration only if it is still their own, so a connection
+that is being replaced cannot tear down its replacement.
+
+Upstream, (2)-(4) belong in `StreamableHTTPServerTransport._replay_events` and (1) in
+`EventStore` itself (pass the session id to `store_event`/`replay_events_after`).
 """
 
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
+from uuid import uuid4
 
+import anyio
+import pydantic_core
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.lowlevel.server import Server
-from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.streamable_http import (
+    GET_STREAM_KEY,
+    LAST_EVENT_ID_HEADER,
+    MCP_SESSION_ID_HEADER,
+    REQUEST_STREAM_BUFFER_SIZE,
+    EventMessage,
+    SSEEvent,
+    StreamableHTTPServerTransport,
+    StreamId,
+    check_accept_headers,
+)
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
+from mcp_types import DEFAULT_NEGOTIATED_VERSION, JSONRPCError, JSONRPCResponse, RequestId
+from sse_starlette import EventSourceResponse
+from starlette.requests import Request
+from starlette.types import Send
 
 from service.mcp.event_store import SessionEventStore, session_scope
 from service.mcp.sessions import SessionRegistry
-from service.stores.base import EventLog
+from service.stores.base import EventLog, StoredEvent
 
 logger = logging.getLogger(__name__)
 
+SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "Connection": "keep-alive"}
+
+
+class ResumableTransport(StreamableHTTPServerTransport):
+    def __init__(self, *, mcp_session_id: str, event_store: SessionEventStore | None, **options: Any) -> None:
+        super().__init__(mcp_session_id=mcp_session_id, event_store=event_store, **options)
+        self._session_store = event_store
+        # Set when the connection currently serving a stream has let go of it.
+        self._released: dict[StreamId, anyio.Event] = {}
+
+    # A POST's own stream: the SDK's writer, made to release only what is still its own.
+
+    async def _run_sse_writer(
+        self,
+        request_id: RequestId,
+        sse_stream_writer: MemoryObjectSendStream[SSEEvent],
+        request_stream_reader: MemoryObjectReceiveStream[EventMessage],
+        priming_event: SSEEvent | None,
+    ) -> None:
+        stream_id = str(request_id)
+        registered = self._request_streams.get(stream_id)
+        if registered is None or registered[1] is not request_stream_reader:
+            sse_stream_writer.close()  # a resuming connection took the stream over before this one began
+            return
+        # The SDK's writer cleans up by id: a resuming connection waits for `released`
+        # before it registers, so that cleanup cannot remove the replacement.
+        released = self._released[stream_id] = anyio.Event()
+        try:
+            await super()._run_sse_writer(request_id, sse_stream_writer, request_stream_reader, priming_event)
+        finally:
+            released.set()
+
+    # GET: the standalone stream, or a resumed one.
+
+    async def _handle_get_request(self, request: Request, send: Send) -> None:
+        last_event_id = request.headers.get(LAST_EVENT_ID_HEADER)
+        if last_event_id is None or self._session_store is None:
+            await self._serve_stream(GET_STREAM_KEY, request, send, resume=None)
+        else:
+            await self._resume(last_event_id, request, send)
+
+    async def _replay_events(self, last_event_id: str, request: Request, send: Send) -> None:
+        await self._resume(last_event_id, request, send)
+
+    async def _resume(self, last_event_id: str, request: Request, send: Send) -> None:
+        # Accept and session checks first, as the SDK's GET handler does.
+        if not await self._validate_get(request, send):
+            return
+        assert self._session_store is not None
+        found = await self._session_store.locate(last_event_id)
+        if found is None:
+            response = self._create_error_response(
+                f"Cannot resume: Last-Event-ID {last_event_id[:64]!r} is not an event of this session "
+                "(unknown, expired, or never sent here)",
+                HTTPStatus.BAD_REQUEST,
+            )
+            await response(request.scope, request.receive, send)
+            return
+        event_id, stream_id = found
+        await self._take_over(stream_id)
+        await self._serve_stream(stream_id, request, send, resume=event_id)
+
+    async def _validate_get(self, request: Request, send: Send) -> bool:
+        if not check_accept_headers(request)[1]:
+            response = self._create_error_response(
+                "Not Acceptable: Client must accept text/event-stream", HTTPStatus.NOT_ACCEPTABLE
+            )
+            await response(request.scope, request.receive, send)
+            return False
+        return await self._validate_request_headers(request, send)
+
+    async def _take_over(self, stream_id: StreamId) -> None:
+        """Close the connection still serving `stream_id`, if any, and wait until it has let go."""
+        released = self._released.get(stream_id)
+        if stream_id in self._request_streams or stream_id in self._sse_stream_writers:
+            logger.debug("stream %s resumed while still open: closing the old connection", stream_id)
+            self.close_sse_stream(stream_id)
+        if released is not None:
+            await released.wait()
+
+    async def _serve_stream(self, stream_id: StreamId, request: Request, send: Send, *, resume: int | None) -> None:
+        """Serve one SSE stream: replay from the store what follows `resume`, then go live.
+
+        The live queue is registered before the store is read, so every event lands in the
+        replay, the queue, or both; the queue's copies of replayed events are skipped by id.
+        A fresh stream starts with a priming event and is served as a resumption from it,
+        so that nothing routed while it was being set up falls through the gap either.
+        """
+        priming = None
+        if resume is None:
+            if not await self._validate_get(request, send):
+                return
+            version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER, DEFAULT_NEGOTIATED_VERSION)
+            priming = await self._mint_priming_event(stream_id, version)
+            if priming is not None and priming["id"]:
+                resume = int(priming["id"])
+            if stream_id in self._request_streams:
+                response = self._create_error_response(
+                    "Conflict: Only one SSE stream is allowed per session", HTTPStatus.CONFLICT
+                )
+                await response(request.scope, request.receive, send)
+                return
+        queue = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
+        sse_writer, sse_reader = anyio.create_memory_object_stream[SSEEvent](0)
+        self._request_streams[stream_id] = queue
+        self._sse_stream_writers[stream_id] = sse_writer
+        released = self._released[stream_id] = anyio.Event()
+        ends_with_response = stream_id != GET_STREAM_KEY
+
+        async def forward() -> None:
+            try:
+                async with sse_writer, queue[1]:
+                    if priming is not None:
+                        await sse_writer.send(priming)
+                    last = 0 if resume is None else resume
+                    if resume is not None and self._session_store is not None:
+                        for event in await self._session_store.events_after(stream_id, resume):
+                            last = event.id
+                            if event.data is None:
+                                continue
+                            await sse_writer.send({"event": "message", "data": event.data.decode(), "id": str(last)})
+                            if ends_with_response and _is_response(event):
+                                return
+                    async for message in queue[1]:
+                        if message.event_id and int(message.event_id) <= last:
+                            continue  # already replayed from the store
+                        await sse_writer.send(self._create_event_data(message))
+                        if ends_with_response and isinstance(message.message, JSONRPCResponse | JSONRPCError):
+                            return
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                logger.debug("stream %s closed", stream_id)
+
+        headers = {**SSE_HEADERS, MCP_SESSION_ID_HEADER: self.mcp_session_id or ""}
+        try:
+            await EventSourceResponse(content=sse_reader, data_sender_callable=forward, headers=headers)(
+                request.scope, request.receive, send
+            )
+        finally:
+            if self._request_streams.get(stream_id) is queue:
+                del self._request_streams[stream_id]
+            if self._sse_stream_writers.get(stream_id) is sse_writer:
+                del self._sse_stream_writers[stream_id]
+            queue[0].close()
+            queue[1].close()
+            sse_writer.close()
+            sse_reader.close()
+            released.set()
+
+
+def _is_response(event: StoredEvent) -> bool:
+    message = pydantic_core.from_json(event.data or b"{}")
+    return isinstance(message, dict) and "method" not in message and ("result" in message or "error" in message)
+
 
 class SessionManager(StreamableHTTPSessionManager):
+    """Builds a `ResumableTransport` per session and tells the service when a session ends.
+
+    Overrides the manager's private `_admit_session` and `_discard_session`: the SDK has no
+    public hook for either.
+    """
+
     def __init__(
         self, app: Server[Any], *, event_log: EventLog | None, sessions: SessionRegistry, **options: Any
     ) -> None:
@@ -32,10 +229,20 @@ class SessionManager(StreamableHTTPSessionManager):
         self._sessions = sessions
 
     def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
-        transport = super()._admit_session(requestor)
-        if transport is not None and self._event_log is not None:
-            assert transport.mcp_session_id is not None
-            transport._event_store = SessionEventStore(self._event_log, transport.mcp_session_id)
+        if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
+            return None
+        session_id = uuid4().hex
+        transport = ResumableTransport(
+            mcp_session_id=session_id,
+            event_store=SessionEventStore(self._event_log, session_id) if self._event_log is not None else None,
+            is_json_response_enabled=self.json_response,
+            security_settings=self.security_settings,
+            retry_interval=self.retry_interval,
+            idle_timeout=self.session_idle_timeout,
+        )
+        if requestor is not None:
+            self._session_owners[session_id] = requestor
+        self._server_instances[session_id] = transport
         return transport
 
     async def _discard_session(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:

@@ -63,11 +63,16 @@ class SQLiteStorage:
         self._max_events = max_events_per_scope
         self._retention = retention
         self._flush_interval = flush_interval
+        # Two connections, each used by one thread at a time: WAL lets reads go on during a write.
         self._db: sqlite3.Connection | None = None
-        self._limiter = anyio.CapacityLimiter(1)  # one thread at a time talks to the connection
+        self._reader: sqlite3.Connection | None = None
+        self._limiter = anyio.CapacityLimiter(1)
+        self._read_limiter = anyio.CapacityLimiter(1)
         self._next_id = 1
         self._rows: list[_Row] = []
         self._jobs: dict[str, Job] = {}
+        self._writing: list[_Row] = []  # the batch being written right now
+        self._writing_jobs: dict[str, Job] = {}
         self._ended: dict[str, float] = {}
         self._counts: dict[str, int] = {}
         self._failure: StoreError | None = None
@@ -109,16 +114,24 @@ class SQLiteStorage:
         return event_id
 
     async def stream_of(self, scope: str, event_id: int) -> str | None:
-        await self.flush()
+        for row_id, row_scope, row_stream, _ in self._pending():
+            if row_id == event_id:
+                return row_stream if row_scope == scope else None
 
         def query(db: sqlite3.Connection) -> str | None:
             row = db.execute("SELECT stream FROM events WHERE id = ? AND scope = ?", (event_id, scope)).fetchone()
             return None if row is None else str(row[0])
 
-        return await self._run_db(query)
+        return await self._read_db(query)
 
     async def read(self, scope: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
-        await self.flush()
+        # Rows not yet written are taken from memory, so a read never waits for (or on) a write.
+        # The snapshot comes first: a row written meanwhile is then found twice, and kept once.
+        pending = [
+            StoredEvent(row_id, data)
+            for row_id, row_scope, row_stream, data in self._pending()
+            if row_id > after and row_scope == scope and row_stream == stream
+        ]
 
         def query(db: sqlite3.Connection) -> list[StoredEvent]:
             rows = db.execute(
@@ -127,7 +140,11 @@ class SQLiteStorage:
             )
             return [StoredEvent(event_id, data) for event_id, data in rows]
 
-        return await self._run_db(query)
+        stored = await self._read_db(query)
+        if not pending:
+            return stored
+        written = {event.id for event in stored}
+        return stored + [event for event in pending if event.id not in written]
 
     async def end_scope(self, scope: str) -> None:
         self._ended[scope] = time.time() + self._retention
@@ -139,14 +156,14 @@ class SQLiteStorage:
         self._jobs[job.id] = job.model_copy()
 
     async def get_job(self, job_id: str) -> Job | None:
-        if (job := self._jobs.get(job_id)) is not None:
+        if (job := self._jobs.get(job_id) or self._writing_jobs.get(job_id)) is not None:
             return job.model_copy()
 
         def query(db: sqlite3.Connection) -> Job | None:
             row = db.execute("SELECT body FROM jobs WHERE id = ?", (job_id,)).fetchone()
             return None if row is None else Job.model_validate_json(row[0])
 
-        return await self._run_db(query)
+        return await self._read_db(query)
 
     async def list_jobs(self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int) -> Sequence[Job]:
         await self.flush()
@@ -163,7 +180,7 @@ class SQLiteStorage:
         def query(db: sqlite3.Connection) -> list[Job]:
             return [Job.model_validate_json(body) for (body,) in db.execute(sql, (*params, limit, offset))]
 
-        return await self._run_db(query)
+        return await self._read_db(query)
 
     async def unfinished_jobs(self) -> Sequence[Job]:
         await self.flush()
@@ -172,12 +189,24 @@ class SQLiteStorage:
             rows = db.execute("SELECT body FROM jobs WHERE status IN ('pending', 'running')")
             return [Job.model_validate_json(body) for (body,) in rows]
 
-        return await self._run_db(query)
+        return await self._read_db(query)
 
     # Writing
 
+    def _pending(self) -> list[_Row]:
+        return [*self._writing, *self._rows]
+
     async def flush(self) -> None:
-        """Write everything queued so far; raise `StoreError` if the database refuses it."""
+        """Write everything queued so far; raise `StoreError` if the database refuses it.
+
+        While writes are failing this raises at once rather than wait on the database again:
+        the background flusher keeps retrying, and clears the failure when a write succeeds.
+        """
+        if self._failure is not None:
+            raise self._failure
+        await self._write_queued()
+
+    async def _write_queued(self) -> None:
         async with self._flush_lock:
             if not (self._rows or self._jobs or self._ended):
                 return
@@ -205,6 +234,7 @@ class SQLiteStorage:
                         )
 
             self._rows, self._jobs, self._ended = [], {}, {}
+            self._writing, self._writing_jobs = rows, jobs
             try:
                 await self._run_db(write)
             except StoreError as exc:
@@ -214,6 +244,8 @@ class SQLiteStorage:
                 self._ended = {**ended, **self._ended}
                 self._failure = exc
                 raise
+            finally:
+                self._writing, self._writing_jobs = [], {}
             self._failure = None
             for scope in trim:
                 if scope in self._counts:
@@ -229,7 +261,7 @@ class SQLiteStorage:
         while True:
             await anyio.sleep(self._flush_interval)
             try:
-                await self.flush()
+                await self._write_queued()
                 if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + 60
                     await self.purge_expired()
@@ -242,7 +274,14 @@ class SQLiteStorage:
         return await anyio.to_thread.run_sync(func, limiter=self._limiter)
 
     async def _run_db(self, func: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._db
+        return await self._call(func, self._db, self._limiter)
+
+    async def _read_db(self, func: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(func, self._reader, self._read_limiter)
+
+    async def _call(
+        self, func: Callable[[sqlite3.Connection], T], db: sqlite3.Connection | None, limiter: anyio.CapacityLimiter
+    ) -> T:
         if db is None:
             raise StoreError("the SQLite store is not open")
 
@@ -252,7 +291,7 @@ class SQLiteStorage:
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite store at {self._path}: {exc}") from exc
 
-        return await self._run(call)
+        return await anyio.to_thread.run_sync(call, limiter=limiter)
 
     def _open(self) -> None:
         try:
@@ -260,18 +299,20 @@ class SQLiteStorage:
             db = sqlite3.connect(self._path, check_same_thread=False)
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA busy_timeout = 2000")
+            db.execute("PRAGMA busy_timeout = 1000")
             db.executescript(SCHEMA)
             (last,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+            reader = sqlite3.connect(self._path, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the SQLite store at {self._path}: {exc}") from exc
-        self._db = db
+        self._db, self._reader = db, reader
         self._next_id = int(last) + 1
 
     def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        for db in (self._db, self._reader):
+            if db is not None:
+                db.close()
+        self._db = self._reader = None
 
 
 def _purge_expired(db: sqlite3.Connection) -> None:

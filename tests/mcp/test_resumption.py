@@ -1,0 +1,132 @@
+"""Resumption that holds: dropped connections, resumed with Last-Event-ID, lose and repeat nothing.
+
+Each scenario cuts the TCP connection (through a proxy) at a random point of a fast stream.
+`bench/resumption.py` runs the same scenarios many more times and prints the figures.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import faults
+from tests.support import TOOL, ServiceProcess, ensure_node_client, running_service
+
+pytestmark = pytest.mark.anyio
+
+COUNT = 300
+RUNS = 3
+
+
+@pytest.fixture(scope="module", params=["sqlite", "memory"])
+def resumable(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """A service whose clients reconnect at once (retry: 0), reachable through a proxy on any port."""
+    env = {"SERVICE_STORE": request.param, "SERVICE_SSE_RETRY_MS": "0", "SERVICE_ALLOWED_HOSTS": '["127.0.0.1:*"]'}
+    with running_service(tmp_path_factory.mktemp("resumable"), **env) as service:
+        yield service
+
+
+def check(outcome: faults.Outcome) -> None:
+    assert outcome.cuts >= 1, "the connection was never cut"
+    assert (outcome.lost, outcome.duplicated, outcome.out_of_order) == (0, 0, 0), outcome.indices
+    assert outcome.result_ok, outcome.detail
+
+
+@pytest.mark.parametrize("server_notices", [True, False], ids=["server-sees-drop", "server-misses-drop"])
+async def test_python_client_reconnects_by_itself(resumable: ServiceProcess, server_notices: bool) -> None:
+    rng = random.Random(1)
+    for _ in range(RUNS):
+        check(await faults.python_auto(resumable.port, COUNT, server_notices=server_notices, rng=rng))
+
+
+async def test_python_client_resumes_explicitly_with_its_saved_token(resumable: ServiceProcess) -> None:
+    rng = random.Random(2)
+    for delay in (0.0, 0.1):
+        check(await faults.python_explicit(resumable.port, COUNT, delay=delay, rng=rng))
+
+
+@pytest.mark.parametrize("server_notices", [True, False], ids=["server-sees-drop", "server-misses-drop"])
+async def test_standalone_get_stream_reconnects(resumable: ServiceProcess, server_notices: bool) -> None:
+    rng = random.Random(3)
+    for _ in range(2):
+        check(await faults.standalone_get(resumable.port, COUNT, server_notices=server_notices, rng=rng))
+
+
+@pytest.fixture(scope="module")
+def node() -> None:
+    if (problem := ensure_node_client()) is not None:
+        pytest.skip(problem)
+
+
+@pytest.mark.usefixtures("node")
+@pytest.mark.parametrize("server_notices", [True, False], ids=["server-sees-drop", "server-misses-drop"])
+async def test_typescript_client_reconnects_by_itself(resumable: ServiceProcess, server_notices: bool) -> None:
+    rng = random.Random(4)
+    for _ in range(2):
+        check(await faults.typescript_auto(resumable.port, COUNT, server_notices=server_notices, rng=rng))
+
+
+@pytest.mark.usefixtures("node")
+async def test_typescript_client_resumes_with_its_resumption_token(resumable: ServiceProcess) -> None:
+    rng = random.Random(5)
+    for delay in (0.0, 0.1):
+        check(await faults.typescript_explicit(resumable.port, COUNT, delay=delay, rng=rng))
+
+
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def open_session(service: ServiceProcess) -> dict[str, str]:
+    init: dict[str, Any] = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+    }
+    response = httpx.post(service.mcp_url, headers=ACCEPT, json=init)
+    headers = {**ACCEPT, "mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    httpx.post(service.mcp_url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return headers
+
+
+def call_and_collect_ids(service: ServiceProcess, headers: dict[str, str], count: int) -> list[str]:
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": TOOL, "arguments": {"interval": 0, "count": count, "caller": "raw"}},
+    }
+    with httpx.stream("POST", service.mcp_url, headers=headers, json=call) as response:
+        return [line[4:] for line in response.iter_lines() if line.startswith("id: ")]
+
+
+def test_resuming_after_the_call_ended_replays_the_rest_and_the_result(resumable: ServiceProcess) -> None:
+    headers = open_session(resumable)
+    ids = call_and_collect_ids(resumable, headers, 3)  # priming, 3 notifications, the result
+    assert len(ids) == 5
+    with httpx.stream("GET", resumable.mcp_url, headers={**headers, "Last-Event-ID": ids[1]}) as response:
+        assert response.status_code == 200
+        lines = [line for line in response.iter_lines() if line.startswith(("id: ", "data: "))]
+    assert [line[4:] for line in lines if line.startswith("id: ")] == ids[2:]
+    assert '"result"' in lines[-1]  # the stream ends with the tool result
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "-5", "99999999999", "1" * 40])
+def test_an_unknown_last_event_id_is_a_clear_error(resumable: ServiceProcess, cursor: str) -> None:
+    headers = open_session(resumable)
+    response = httpx.get(resumable.mcp_url, headers={**headers, "Last-Event-ID": cursor})
+    assert response.status_code == 400
+    assert "Cannot resume" in response.json()["error"]["message"]
+
+
+def test_another_sessions_event_id_is_refused(resumable: ServiceProcess) -> None:
+    """Both sessions number their requests alike; only event ids tell them apart, and they are scoped."""
+    alice, bob = open_session(resumable), open_session(resumable)
+    alice_ids = call_and_collect_ids(resumable, alice, 2)
+    call_and_collect_ids(resumable, bob, 2)
+    response = httpx.get(resumable.mcp_url, headers={**bob, "Last-Event-ID": alice_ids[1]})
+    assert response.status_code == 400
