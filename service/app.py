@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -17,6 +17,7 @@ from service.api.deps import Services
 from service.jobs.engine import JobEngine, JobLimits
 from service.mcp.server import build_server
 from service.mcp.sessions import SessionRegistry
+from service.mcp.tools import McpTool
 from service.mcp.transport import SessionManager
 from service.settings import Settings
 from service.stores import create_storage
@@ -29,8 +30,12 @@ the same notification jobs. Every job, whichever side started it, is visible on 
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build storage, job engine, MCP server and routes; nothing starts until the lifespan runs."""
+def create_app(settings: Settings | None = None, *, extra_tools: Sequence[McpTool] = ()) -> FastAPI:
+    """Build storage, job engine, MCP server and routes; nothing starts until the lifespan runs.
+
+    `extra_tools` are served next to `start-notification-stream` (the conformance tests add
+    the reference server's fixture tools this way).
+    """
     settings = settings if settings is not None else Settings()
     storage = create_storage(settings)
     engine = JobEngine(
@@ -46,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     sessions = SessionRegistry()
     manager = SessionManager(
-        build_server(engine, sessions, version=__version__),
+        build_server(engine, sessions, version=__version__, extra_tools=extra_tools),
         event_log=storage,
         sessions=sessions,
         json_response=settings.json_response,

@@ -1,7 +1,8 @@
-"""The MCP server: one tool, logging, and the hook that registers sessions for REST pushes."""
+"""The MCP server: its tools, logging, and the hook that registers sessions for REST pushes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mcp.server.context import ServerRequestContext
@@ -21,19 +22,30 @@ from mcp_types import (
 
 from service.jobs.engine import JobEngine
 from service.mcp.sessions import SessionRegistry
-from service.mcp.tools import TOOL, TOOL_NAME, start_notification_stream
+from service.mcp.tools import McpTool, notification_tool
 
 SERVER_NAME = "mcp-notification-service"
 
 
-def build_server(engine: JobEngine, sessions: SessionRegistry, *, version: str) -> Server[Any]:
+def build_server(
+    engine: JobEngine, sessions: SessionRegistry, *, version: str, extra_tools: Sequence[McpTool] = ()
+) -> Server[Any]:
+    """The low-level MCP server. `extra_tools` lets an embedding app (or a test set-up) add its own."""
+    tools = {tool.definition.name: tool for tool in (notification_tool(engine), *extra_tools)}
+    listing = ListToolsResult(tools=[tool.definition for tool in tools.values()])
+
     async def list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
-        return ListToolsResult(tools=[TOOL])
+        return listing
 
     async def call_tool(ctx: ServerRequestContext[Any], params: CallToolRequestParams) -> CallToolResult:
-        if params.name != TOOL_NAME:
+        tool = tools.get(params.name)
+        if tool is None:
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
-        return await start_notification_stream(engine, ctx, params.arguments or {})
+        return await tool.handler(ctx, params.arguments or {})
+
+    def input_schema(name: str) -> dict[str, Any] | None:
+        tool = tools.get(name)
+        return None if tool is None else tool.definition.input_schema
 
     async def set_logging_level(ctx: ServerRequestContext[Any], params: SetLevelRequestParams) -> EmptyResult:
         # Accepted for handshake-era clients; every notification this server sends is at level info.
@@ -49,7 +61,7 @@ def build_server(engine: JobEngine, sessions: SessionRegistry, *, version: str) 
         version=version,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
-        get_tool_input_schema=lambda name: TOOL.input_schema if name == TOOL_NAME else None,
+        get_tool_input_schema=input_schema,
     )
     # Registered directly rather than through the constructor, which warns that logging is deprecated
     # as of 2026-07-28: this server still serves handshake-era clients, for whom it is not.

@@ -1,7 +1,9 @@
-"""The `start-notification-stream` tool: its definition and what a call does."""
+"""Tools: the shape every tool has, and this service's one tool, `start-notification-stream`."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -13,6 +15,17 @@ from pydantic import ValidationError
 from service.jobs.engine import JobEngine, JobRejected
 from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus
 from service.mcp.sinks import RequestStreamSink
+
+ToolHandler = Callable[[ServerRequestContext[Any], dict[str, Any]], Awaitable[CallToolResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class McpTool:
+    """A tool as the server lists it, and the coroutine that runs a call to it."""
+
+    definition: Tool
+    handler: ToolHandler
+
 
 TOOL_NAME = "start-notification-stream"
 
@@ -28,7 +41,7 @@ OUTPUT_SCHEMA: dict[str, Any] = {
     "required": ["job_id", "status", "sent", "count", "caller"],
 }
 
-TOOL = Tool(
+NOTIFICATION_TOOL = Tool(
     name=TOOL_NAME,
     description=(
         "Send `count` log notifications to the caller, `interval` seconds apart, then return a summary. "
@@ -64,6 +77,13 @@ def job_result(job: Job) -> CallToolResult:
         },
         is_error=job.status is not JobStatus.COMPLETED,
     )
+
+
+def notification_tool(engine: JobEngine) -> McpTool:
+    async def handler(ctx: ServerRequestContext[Any], arguments: dict[str, Any]) -> CallToolResult:
+        return await start_notification_stream(engine, ctx, arguments)
+
+    return McpTool(NOTIFICATION_TOOL, handler)
 
 
 async def start_notification_stream(
