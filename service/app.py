@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.provider import TokenVerifier
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import RequestBodyLimitMiddleware, TransportSecuritySettings
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from service import __version__
 from service.api import health, jobs
 from service.api.deps import Services
+from service.auth import StaticTokenVerifier
+from service.errors import JsonErrors
 from service.jobs.engine import JobEngine, JobLimits
 from service.mcp.server import build_server
 from service.mcp.sessions import SessionRegistry
@@ -23,6 +32,10 @@ from service.settings import Settings
 from service.stores import create_storage
 from service.stores.base import StoreError
 
+logger = logging.getLogger(__name__)
+
+MCP_HEADERS = ["Mcp-Session-Id", "MCP-Protocol-Version"]
+
 DESCRIPTION = """
 MCP over StreamableHTTP at **`/mcp`** (POST, GET, DELETE), with one tool,
 `start-notification-stream`, and the REST routes below to start, inspect, cancel and follow
@@ -30,13 +43,22 @@ the same notification jobs. Every job, whichever side started it, is visible on 
 """
 
 
-def create_app(settings: Settings | None = None, *, extra_tools: Sequence[McpTool] = ()) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    token_verifier: TokenVerifier | None = None,
+    extra_tools: Sequence[McpTool] = (),
+) -> FastAPI:
     """Build storage, job engine, MCP server and routes; nothing starts until the lifespan runs.
 
-    `extra_tools` are served next to `start-notification-stream` (the conformance tests add
-    the reference server's fixture tools this way).
+    `token_verifier` replaces the static tokens of `SERVICE_AUTH_TOKENS` (a JWT or OAuth
+    introspection verifier, say). `extra_tools` are served next to `start-notification-stream`
+    (the conformance tests add the reference server's fixture tools this way).
     """
     settings = settings if settings is not None else Settings()
+    if token_verifier is None and settings.auth_tokens:
+        tokens = {name: token.get_secret_value() for name, token in settings.auth_tokens.items()}
+        token_verifier = StaticTokenVerifier(tokens)
     storage = create_storage(settings)
     engine = JobEngine(
         storage,
@@ -63,10 +85,17 @@ def create_app(settings: Settings | None = None, *, extra_tools: Sequence[McpToo
         retry_interval=settings.sse_retry_ms,
         session_idle_timeout=settings.session_idle_timeout,
         max_sessions=settings.max_sessions,
+        max_request_body_size=settings.max_request_body,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if token_verifier is None and not settings.is_loopback():
+            logger.warning(
+                "SERVICE_HOST=%s is reachable from other machines and no authentication is configured: "
+                "anyone who can reach this port can run jobs. Set SERVICE_AUTH_TOKENS.",
+                settings.host,
+            )
         # Started in dependency order and stopped in reverse: sessions close before the
         # engine stops, and the engine records its jobs before storage flushes and closes.
         async with storage, engine.running(), manager.run():
@@ -82,12 +111,34 @@ def create_app(settings: Settings | None = None, *, extra_tools: Sequence[McpToo
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.services = Services(settings=settings, engine=engine, sessions=sessions)
+    app.state.services = Services(
+        settings=settings, engine=engine, sessions=sessions, auth_required=token_verifier is not None
+    )
     app.add_exception_handler(StoreError, storage_unavailable)
     app.include_router(jobs.router)
     app.include_router(health.router)
+
+    mcp_endpoint: ASGIApp = StreamableHTTPASGIApp(manager)
+    if token_verifier is not None:
+        # The SDK's own middleware: 401 with WWW-Authenticate without a valid token, and the
+        # session manager binds each session to the principal that opened it.
+        mcp_endpoint = RequireAuthMiddleware(AuthContextMiddleware(mcp_endpoint), required_scopes=[])
     # A route, not a mount: a mount would answer /mcp with a 307 redirect to /mcp/.
-    app.router.routes.append(Route("/mcp", StreamableHTTPASGIApp(manager), methods=["GET", "POST", "DELETE"]))
+    app.router.routes.append(Route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"]))
+
+    # Middleware, innermost first.
+    if token_verifier is not None:
+        app.add_middleware(AuthenticationMiddleware, backend=BearerAuthBackend(token_verifier))
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_request_body)
+    app.add_middleware(JsonErrors)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Accept", "Last-Event-ID", *MCP_HEADERS],
+            expose_headers=MCP_HEADERS,
+        )
     return app
 
 

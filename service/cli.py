@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 
+import anyio
 import uvicorn
 
 from service.app import create_app
 from service.settings import SettingsError, load_settings
+from service.stores import check_storage
+from service.stores.base import StoreError
 
 logger = logging.getLogger("service")
 
@@ -20,6 +23,11 @@ def main() -> None:
         print(f"mcp-notification-service: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        anyio.run(check_storage, settings)
+    except StoreError as exc:
+        print(f"mcp-notification-service: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     uvicorn.run(
         create_app(settings),
         host=settings.host,

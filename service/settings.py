@@ -6,7 +6,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "SERVICE_"
@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     allowed_hosts: list[str] = []
     allowed_origins: list[str] = []
 
+    # Authentication: principal name -> token, or -> "sha256:<hex digest>". Empty: authentication off.
+    auth_tokens: dict[str, SecretStr] = {}
+    # Browser origins allowed by CORS (and on /mcp by the Origin check).
+    cors_origins: list[str] = []
+    max_request_body: Annotated[int, Field(ge=1024)] = 1_048_576
+
     # MCP sessions
     session_idle_timeout: Annotated[float, Field(gt=0)] = 1800.0
     max_sessions: Annotated[int, Field(ge=1)] = 10_000
@@ -74,7 +80,10 @@ class Settings(BaseSettings):
         """Origin header values the DNS-rebinding check accepts (browsers send one; most clients don't)."""
         names = {self.host, "127.0.0.1", "localhost", "[::1]"}
         origins = [f"http://{name}:{self.port}" for name in sorted(names)]
-        return [*origins, *self.allowed_origins]
+        return [*origins, *self.allowed_origins, *self.cors_origins]
+
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
 
 
 class SettingsError(Exception):

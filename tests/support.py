@@ -36,12 +36,17 @@ def free_port() -> int:
 
 @dataclass
 class ServiceProcess:
-    """The real service, `python -m service`, under uvicorn on 127.0.0.1, configured by env vars."""
+    """The real service, `python -m service`, under uvicorn on 127.0.0.1, configured by env vars.
+
+    `module` swaps in another entry point that serves the same app (the conformance tests add
+    fixture tools with `tests.conformance.serve`).
+    """
 
     workdir: Path
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    module: str = "service"
 
     @property
     def base_url(self) -> str:
@@ -65,7 +70,7 @@ class ServiceProcess:
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", self.module], cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request, status
 
+from service.auth import principal_of
 from service.jobs.engine import JobEngine
 from service.mcp.sessions import SessionRegistry
 from service.settings import Settings
@@ -19,6 +20,7 @@ class Services:
     settings: Settings
     engine: JobEngine
     sessions: SessionRegistry
+    auth_required: bool
 
 
 def get_services(request: Request) -> Services:
@@ -30,5 +32,18 @@ def get_engine(services: Annotated[Services, Depends(get_services)]) -> JobEngin
     return services.engine
 
 
+def get_principal(request: Request, services: Annotated[Services, Depends(get_services)]) -> str | None:
+    """Who is calling: their principal name, or None when authentication is off. 401 otherwise."""
+    principal = principal_of(request)
+    if principal is None and services.auth_required:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "Authentication required: send 'Authorization: Bearer <token>' with a configured token",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return principal
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 EngineDep = Annotated[JobEngine, Depends(get_engine)]
+PrincipalDep = Annotated[str | None, Depends(get_principal)]

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Path, Query, status
 from fastapi.responses import StreamingResponse
 
-from service.api.deps import EngineDep, ServicesDep
+from service.api.deps import EngineDep, PrincipalDep, ServicesDep
 from service.api.schemas import ErrorBody, JobCreate, JobPage
 from service.jobs.engine import JobEngine, JobRejected
 from service.jobs.models import JOB_ID_PATTERN, Job, JobOrigin, JobStatus
@@ -21,9 +21,10 @@ JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job's id: 3
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such job"}}
 
 
-async def _job_or_404(engine: JobEngine, job_id: str) -> Job:
+async def _job_or_404(engine: JobEngine, job_id: str, principal: str | None) -> Job:
+    """The job, if it exists and the caller may see it: another principal's job is "not found" too."""
     job = await engine.get(job_id)
-    if job is None:
+    if job is None or (principal is not None and job.owner != principal):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job {job_id} not found")
     return job
 
@@ -37,7 +38,7 @@ async def _job_or_404(engine: JobEngine, job_id: str) -> Job:
         429: {"model": ErrorBody, "description": "Too many jobs are running"},
     },
 )
-async def create_job(body: JobCreate, services: ServicesDep) -> Job:
+async def create_job(body: JobCreate, services: ServicesDep, principal: PrincipalDep) -> Job:
     """Start a job now and answer at once; follow it at `/jobs/{id}/events`.
 
     With `session_id`, its notifications are also pushed to that MCP session's standalone
@@ -45,12 +46,14 @@ async def create_job(body: JobCreate, services: ServicesDep) -> Job:
     """
     sinks = []
     if body.session_id is not None:
-        session = services.sessions.get(body.session_id)
+        session = services.sessions.get(body.session_id, owner=principal)
         if session is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"No live MCP session with id {body.session_id!r}")
         sinks.append(SessionStreamSink(session))
     try:
-        return await services.engine.start(body.spec(), origin=JobOrigin.REST, session_id=body.session_id, sinks=sinks)
+        return await services.engine.start(
+            body.spec(), origin=JobOrigin.REST, session_id=body.session_id, owner=principal, sinks=sinks
+        )
     except JobRejected as exc:
         code = status.HTTP_429_TOO_MANY_REQUESTS if exc.too_many else status.HTTP_422_UNPROCESSABLE_CONTENT
         raise HTTPException(code, str(exc)) from None
@@ -59,17 +62,18 @@ async def create_job(body: JobCreate, services: ServicesDep) -> Job:
 @router.get("", summary="List jobs, newest first")
 async def list_jobs(
     engine: EngineDep,
+    principal: PrincipalDep,
     job_status: Annotated[JobStatus | None, Query(alias="status", description="Only jobs in this state.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JobPage:
-    jobs = await engine.list(status=job_status, limit=limit + 1, offset=offset)
+    jobs = await engine.list(status=job_status, owner=principal, limit=limit + 1, offset=offset)
     return JobPage(items=jobs[:limit], next_offset=offset + limit if len(jobs) > limit else None)
 
 
 @router.get("/{job_id}", summary="One job", responses=NOT_FOUND)
-async def get_job(job_id: JobId, engine: EngineDep) -> Job:
-    return await _job_or_404(engine, job_id)
+async def get_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
+    return await _job_or_404(engine, job_id, principal)
 
 
 @router.delete(
@@ -77,9 +81,9 @@ async def get_job(job_id: JobId, engine: EngineDep) -> Job:
     summary="Cancel a job",
     responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "The job has already ended"}},
 )
-async def cancel_job(job_id: JobId, engine: EngineDep) -> Job:
+async def cancel_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
     """Stop a running job. An MCP client waiting on it gets a result saying it was cancelled after k of n."""
-    job = await _job_or_404(engine, job_id)
+    job = await _job_or_404(engine, job_id, principal)
     if job.status.is_final:
         raise HTTPException(status.HTTP_409_CONFLICT, f"Job {job_id} has already ended ({job.status.value})")
     cancelled = await engine.cancel(job_id)
@@ -103,11 +107,12 @@ async def cancel_job(job_id: JobId, engine: EngineDep) -> Job:
 async def job_events(
     job_id: JobId,
     engine: EngineDep,
+    principal: PrincipalDep,
     last_event_id: Annotated[str | None, Header(description="Resume after this event id.")] = None,
 ) -> StreamingResponse:
     """Every notification of the job so far, then each new one as it is sent, then an `end`
     event carrying the final job. Reconnect with `Last-Event-ID` to get only what you missed."""
-    await _job_or_404(engine, job_id)
+    await _job_or_404(engine, job_id, principal)
     after = 0
     if last_event_id is not None:
         parsed = parse_event_id(last_event_id)

@@ -20,6 +20,7 @@ from mcp_types import (
     SetLevelRequestParams,
 )
 
+from service.auth import principal_of
 from service.jobs.engine import JobEngine
 from service.mcp.sessions import SessionRegistry
 from service.mcp.tools import McpTool, notification_tool
@@ -52,9 +53,8 @@ def build_server(
         return EmptyResult()
 
     async def session_initialized(ctx: ServerRequestContext[Any], params: NotificationParams) -> None:
-        session_id = ctx.request.headers.get(MCP_SESSION_ID_HEADER) if ctx.request is not None else None
-        if session_id is not None:
-            sessions.add(session_id, ctx.session)
+        if ctx.request is not None and (session_id := ctx.request.headers.get(MCP_SESSION_ID_HEADER)):
+            sessions.add(session_id, ctx.session, owner=principal_of(ctx.request))
 
     server: Server[Any] = Server(
         SERVER_NAME,

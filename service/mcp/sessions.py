@@ -12,13 +12,15 @@ from mcp.server.session import ServerSession
 
 class SessionRegistry:
     def __init__(self) -> None:
-        self._sessions: dict[str, ServerSession] = {}
+        self._sessions: dict[str, tuple[ServerSession, str | None]] = {}
 
-    def add(self, session_id: str, session: ServerSession) -> None:
-        self._sessions[session_id] = session
+    def add(self, session_id: str, session: ServerSession, owner: str | None) -> None:
+        self._sessions[session_id] = (session, owner)
 
-    def get(self, session_id: str) -> ServerSession | None:
-        return self._sessions.get(session_id)
+    def get(self, session_id: str, owner: str | None) -> ServerSession | None:
+        """The session, if it is live and belongs to `owner` (None when authentication is off)."""
+        entry = self._sessions.get(session_id)
+        return entry[0] if entry is not None and entry[1] == owner else None
 
     def forget(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)

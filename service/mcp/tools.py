@@ -12,6 +12,7 @@ from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp_types import CallToolResult, TextContent, Tool
 from pydantic import ValidationError
 
+from service.auth import principal_of
 from service.jobs.engine import JobEngine, JobRejected
 from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus
 from service.mcp.sinks import RequestStreamSink
@@ -105,6 +106,7 @@ async def start_notification_stream(
             spec,
             origin=JobOrigin.MCP,
             session_id=session_id,
+            owner=principal_of(ctx.request) if ctx.request is not None else None,
             sinks=[RequestStreamSink(ctx.session, ctx.request_id)],
         )
     except JobRejected as exc:

@@ -17,3 +17,9 @@ def create_storage(settings: Settings) -> Storage:
         retention=settings.event_retention,
         flush_interval=settings.sqlite_flush_interval,
     )
+
+
+async def check_storage(settings: Settings) -> None:
+    """Open and close the configured store once: start-up fails early, with a clear message, on a bad path."""
+    async with create_storage(settings):
+        pass

@@ -37,12 +37,18 @@ async function run(cfg) {
   // Logging notifications can arrive on the POST's SSE stream or on the standalone
   // GET stream; the SDK funnels both into this handler, in arrival order.
   const logs = [];
+  let lastEventId = cfg.resumptionToken ?? null;
   let dropped = false;
+  let tokenAtDrop = null;
   client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
+    // After the simulated drop the application has stopped listening: what the SDK still
+    // delivers from its buffers is not recorded, just as its resumption token is not.
+    if (dropped) return;
     logs.push(n.params.data);
     if (logs.length === cfg.disconnectAfterLogs) {
       // Abort every HTTP stream; the pending callTool then rejects (ConnectionClosed).
       dropped = true;
+      tokenAtDrop = lastEventId;
       void transport.close();
     }
   });
@@ -55,13 +61,14 @@ async function run(cfg) {
     }
 
     const progress = [];
-    let lastEventId = cfg.resumptionToken ?? null;
     const options = {
       timeout: cfg.timeoutMs ?? 60000,
       // Only SSE events that carry an `id:` (i.e. the server has an event store)
       // produce resumption tokens; without one this stays null. Note: when resuming
       // (resumptionToken set) SDK 1.32.2 does not call this for the replayed stream.
-      onresumptiontoken: (token) => { lastEventId = token; },
+      onresumptiontoken: (token) => {
+        if (!dropped) lastEventId = token;
+      },
     };
     if (cfg.progress) {
       // Progress notifications are routed by progressToken (= the request's JSON-RPC id)
@@ -86,7 +93,7 @@ async function run(cfg) {
       logs,
       progress,
       result,
-      lastEventId,
+      lastEventId: dropped ? tokenAtDrop : lastEventId,
     };
     // terminateSession() clears transport.sessionId, so `out` is captured first.
     if (cfg.mode === 'terminate') await transport.terminateSession();
