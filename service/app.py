@@ -24,6 +24,7 @@ from service.api.deps import Services
 from service.auth import StaticTokenVerifier
 from service.errors import JsonErrors
 from service.jobs.engine import JobEngine, JobLimits
+from service.mcp.http import TrimmedHeaders
 from service.mcp.server import build_server
 from service.mcp.sessions import SessionRegistry
 from service.mcp.tools import McpTool
@@ -118,7 +119,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(health.router)
 
-    mcp_endpoint: ASGIApp = StreamableHTTPASGIApp(manager)
+    mcp_endpoint: ASGIApp = TrimmedHeaders(StreamableHTTPASGIApp(manager))
     if token_verifier is not None:
         # The SDK's own middleware: 401 with WWW-Authenticate without a valid token, and the
         # session manager binds each session to the principal that opened it.

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 
 from service.api.deps import ServicesDep
@@ -14,4 +16,5 @@ async def healthz(services: ServicesDep) -> Health:
         store=services.settings.store.value,
         sessions=len(services.sessions),
         running_jobs=services.engine.running_count,
+        tasks=len(asyncio.all_tasks()),
     )

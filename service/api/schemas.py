@@ -38,8 +38,9 @@ class JobPage(BaseModel):
 class Health(BaseModel):
     status: str = "ok"
     store: str
-    sessions: int
+    sessions: int = Field(description="Live MCP sessions (2025-era, with an Mcp-Session-Id).")
     running_jobs: int
+    tasks: int = Field(description="Tasks on the event loop: a leak shows here first.")
 
 
 class ErrorBody(BaseModel):
