@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ import httpx
 from mcp.shared.message import ClientMessageMetadata
 from mcp_types import CallToolRequest, CallToolRequestParams, CallToolResult
 
-from tests.proxy import cutting_proxy
+from tests.proxy import CuttingProxy, cutting_proxy
 from tests.support import TOOL, Received, mcp_client, run_node_client
 
 INDEX = re.compile(r"Notification (\d+)/")
@@ -66,18 +67,23 @@ def result_complete(result: CallToolResult | None, count: int) -> bool:
     )
 
 
+def cut_after(
+    proxy: CuttingProxy, cut_at: int, *, server_notices: bool = True, refuse: bool = False
+) -> Callable[[int], None]:
+    """A `Received.after_log` hook that cuts the connection when the `cut_at`-th notification arrives."""
+
+    def maybe_cut(received: int) -> None:
+        if received == cut_at:
+            proxy.refuse = refuse
+            proxy.cut(server_notices=server_notices)
+
+    return maybe_cut
+
+
 async def python_auto(port: int, count: int, *, server_notices: bool, rng: random.Random) -> Outcome:
     """The Python SDK client reconnects by itself when its call's stream drops."""
-    cut_at = rng.randint(1, count - 1)
     async with cutting_proxy(port) as proxy:
-        received = Received()
-
-        async def on_log(params: Any) -> None:
-            received.logs.append(params.data)
-            if len(received.logs) == cut_at:
-                proxy.cut(server_notices=server_notices)
-
-        received.on_log = on_log  # type: ignore[method-assign]
+        received = Received(after_log=cut_after(proxy, rng.randint(1, count - 1), server_notices=server_notices))
         async with mcp_client(proxy.url, received=received) as client:
             result = await client.call_tool(TOOL, arguments(count, "py-auto"))
         return Outcome(count, received.logs, result_complete(result, count), proxy.cuts)
@@ -86,23 +92,14 @@ async def python_auto(port: int, count: int, *, server_notices: bool, rng: rando
 async def python_explicit(port: int, count: int, *, delay: float, rng: random.Random) -> Outcome:
     """The call's stream drops and the proxy refuses the client's own retries; after `delay` the
     application resumes explicitly, on a new connection, with the last resumption token it saved."""
-    cut_at = rng.randint(1, count - 1)
     async with cutting_proxy(port) as proxy:
-        received = Received()
         tokens: list[str] = []
-        blocked = anyio.Event()
-
-        async def on_log(params: Any) -> None:
-            received.logs.append(params.data)
-            if len(received.logs) == cut_at:
-                proxy.refuse = True
-                proxy.cut()
-                blocked.set()
 
         async def on_token(token: str) -> None:
             tokens.append(token)
 
-        received.on_log = on_log  # type: ignore[method-assign]
+        # The network stays down: the client's own reconnection attempts are refused too.
+        received = Received(after_log=cut_after(proxy, rng.randint(1, count - 1), refuse=True))
         async with mcp_client(proxy.url, received=received) as client:
             request = CallToolRequest(
                 params=CallToolRequestParams(name=TOOL, arguments=arguments(count, "py-explicit"))
@@ -180,16 +177,8 @@ async def typescript_explicit(port: int, count: int, *, delay: float, rng: rando
 
 async def standalone_get(port: int, count: int, *, server_notices: bool, rng: random.Random) -> Outcome:
     """A REST job pushes to a session's GET stream; the stream drops and the client reconnects it."""
-    cut_at = rng.randint(1, count - 1)
     async with cutting_proxy(port) as proxy:
-        received = Received()
-
-        async def on_log(params: Any) -> None:
-            received.logs.append(params.data)
-            if len(received.logs) == cut_at:
-                proxy.cut(server_notices=server_notices)
-
-        received.on_log = on_log  # type: ignore[method-assign]
+        received = Received(after_log=cut_after(proxy, rng.randint(1, count - 1), server_notices=server_notices))
         async with mcp_client(proxy.url, received=received) as client, httpx.AsyncClient() as http:
             probe = await client.call_tool(TOOL, {"interval": 0, "count": 1, "caller": "probe"})
             received.logs.clear()

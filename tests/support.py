@@ -10,19 +10,27 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import httpx2
+import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import LoggingMessageNotificationParams
 
 REPO = Path(__file__).resolve().parent.parent
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+INITIALIZE: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
+}
 NODE_DIR = REPO / "tests" / "node"
 TOOL = "start-notification-stream"
 
@@ -115,9 +123,13 @@ class Received:
 
     logs: list[Any] = field(default_factory=list)
     progress: list[float] = field(default_factory=list)
+    after_log: Callable[[int], None] | None = None
+    """Called with the number of log messages so far, after each one (fault tests cut the line here)."""
 
     async def on_log(self, params: LoggingMessageNotificationParams) -> None:
         self.logs.append(params.data)
+        if self.after_log is not None:
+            self.after_log(len(self.logs))
 
     async def on_progress(self, progress: float, total: float | None, message: str | None) -> None:
         self.progress.append(progress)
@@ -138,6 +150,26 @@ async def mcp_client(
         )
         async with client:
             yield client
+
+
+def open_raw_session(service: ServiceProcess, **headers: str) -> dict[str, str]:
+    """Initialize a 2025-11-25 session by hand; return the headers that address it."""
+    response = httpx.post(service.mcp_url, headers={**MCP_HEADERS, **headers}, json=INITIALIZE)
+    session = {
+        **MCP_HEADERS,
+        **headers,
+        "mcp-session-id": response.headers["mcp-session-id"],
+        "mcp-protocol-version": "2025-11-25",
+    }
+    httpx.post(service.mcp_url, headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return session
+
+
+def unavailable(problem: str) -> NoReturn:
+    """Skip a test whose tools are missing here; in CI (where they must be installed) fail it."""
+    if os.environ.get("CI"):
+        pytest.fail(problem)
+    pytest.skip(problem)
 
 
 def ensure_node_client() -> str | None:

@@ -10,9 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import TOOL, ServiceProcess, parse_sse, running_service
+from tests.support import TOOL, ServiceProcess, open_raw_session, parse_sse, running_service
 
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, PARSE_ERROR = -32600, -32601, -32602, -32700
 
 
@@ -25,16 +24,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
 @pytest.fixture(scope="module")
 def session(service: ServiceProcess) -> dict[str, str]:
     """Headers of an initialized MCP session (2025-11-25)."""
-    init = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bad", "version": "1"}},
-    }
-    response = httpx.post(service.mcp_url, headers=ACCEPT, json=init)
-    headers = {**ACCEPT, "mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
-    httpx.post(service.mcp_url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-    return headers
+    return open_raw_session(service)
 
 
 def rpc_error(response: httpx.Response) -> dict[str, Any]:
@@ -141,14 +131,7 @@ def test_http_level_errors_on_mcp(service: ServiceProcess, session: dict[str, st
 
 
 def test_a_session_that_was_deleted_is_gone(service: ServiceProcess, session: dict[str, str]) -> None:
-    init = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}},
-    }
-    sid = httpx.post(service.mcp_url, headers=ACCEPT, json=init).headers["mcp-session-id"]
-    headers = {**session, "mcp-session-id": sid}
+    headers = open_raw_session(service)
     assert httpx.delete(service.mcp_url, headers=headers).status_code == 200
     response = httpx.post(service.mcp_url, headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
     assert response.status_code == 404

@@ -16,21 +16,13 @@ import httpx
 import psutil
 import pytest
 
-from tests.support import TOOL, ServiceProcess, mcp_client, running_service, wait_for
-
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 0,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "f", "version": "1"}},
-}
+from tests.support import INITIALIZE, MCP_HEADERS, TOOL, ServiceProcess, mcp_client, running_service, wait_for
 
 
 async def open_session(http: httpx.AsyncClient) -> str:
-    response = await http.post("/mcp", headers=ACCEPT, json=INIT)
+    response = await http.post("/mcp", headers=MCP_HEADERS, json=INITIALIZE)
     session_id = response.headers["mcp-session-id"]
-    headers = {**ACCEPT, "mcp-session-id": session_id, "mcp-protocol-version": "2025-11-25"}
+    headers = {**MCP_HEADERS, "mcp-session-id": session_id, "mcp-protocol-version": "2025-11-25"}
     await http.post("/mcp", headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
     return session_id
 
@@ -179,23 +171,29 @@ def test_cors_lets_a_browser_client_in(tmp_path: Path) -> None:
         assert preflight.status_code == 200
         allowed = preflight.headers["access-control-allow-headers"].lower()
         assert {"authorization", "last-event-id", "mcp-protocol-version"} <= {h.strip() for h in allowed.split(",")}
-        response = httpx.post(service.mcp_url, headers={**ACCEPT, "Origin": origin}, json=INIT)
+        response = httpx.post(service.mcp_url, headers={**MCP_HEADERS, "Origin": origin}, json=INITIALIZE)
         assert response.status_code == 200
         assert response.headers["access-control-allow-origin"] == origin
         assert "mcp-session-id" in response.headers["access-control-expose-headers"].lower()
-        other = httpx.post(service.mcp_url, headers={**ACCEPT, "Origin": "http://elsewhere.example"}, json=INIT)
+        other = httpx.post(
+            service.mcp_url, headers={**MCP_HEADERS, "Origin": "http://elsewhere.example"}, json=INITIALIZE
+        )
         assert other.status_code == 403
 
 
 def test_session_limits(tmp_path: Path) -> None:
     with running_service(tmp_path, SERVICE_MAX_SESSIONS="2", SERVICE_SESSION_IDLE_TIMEOUT="1") as service:
-        first = httpx.post(service.mcp_url, headers=ACCEPT, json=INIT)
-        assert httpx.post(service.mcp_url, headers=ACCEPT, json=INIT).status_code == 200
-        full = httpx.post(service.mcp_url, headers=ACCEPT, json=INIT)
+        first = httpx.post(service.mcp_url, headers=MCP_HEADERS, json=INITIALIZE)
+        assert httpx.post(service.mcp_url, headers=MCP_HEADERS, json=INITIALIZE).status_code == 200
+        full = httpx.post(service.mcp_url, headers=MCP_HEADERS, json=INITIALIZE)
         assert full.status_code == 503
         assert full.json()["error"]["message"] == "Too many open sessions"
         time.sleep(1.5)  # both sessions idle past the timeout: reaped
         ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-        headers = {**ACCEPT, "mcp-session-id": first.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        headers = {
+            **MCP_HEADERS,
+            "mcp-session-id": first.headers["mcp-session-id"],
+            "mcp-protocol-version": "2025-11-25",
+        }
         assert httpx.post(service.mcp_url, headers=headers, json=ping).status_code == 404
-        assert httpx.post(service.mcp_url, headers=ACCEPT, json=INIT).status_code == 200
+        assert httpx.post(service.mcp_url, headers=MCP_HEADERS, json=INITIALIZE).status_code == 200

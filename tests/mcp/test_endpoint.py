@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 
-from tests.support import ServiceProcess
-
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-INITIALIZE: dict[str, Any] = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
-}
+from tests.support import INITIALIZE, MCP_HEADERS, ServiceProcess
 
 
 def initialize(service: ServiceProcess, **headers: str) -> httpx.Response:
-    return httpx.post(service.mcp_url, headers={**ACCEPT, **headers}, json=INITIALIZE)
+    return httpx.post(service.mcp_url, headers={**MCP_HEADERS, **headers}, json=INITIALIZE)
 
 
 def test_mcp_is_served_without_a_redirect(service: ServiceProcess) -> None:
@@ -40,7 +30,7 @@ def test_a_foreign_origin_is_refused_and_a_local_one_accepted(service: ServicePr
 
 def test_delete_ends_the_session(service: ServiceProcess) -> None:
     session_id = initialize(service).headers["mcp-session-id"]
-    headers = {**ACCEPT, "mcp-session-id": session_id, "mcp-protocol-version": "2025-11-25"}
+    headers = {**MCP_HEADERS, "mcp-session-id": session_id, "mcp-protocol-version": "2025-11-25"}
     assert httpx.delete(service.mcp_url, headers=headers).status_code == 200
     ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
     assert httpx.post(service.mcp_url, headers=headers, json=ping).status_code == 404

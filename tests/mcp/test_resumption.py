@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from tests import faults
-from tests.support import TOOL, ServiceProcess, ensure_node_client, running_service
+from tests.support import TOOL, ServiceProcess, ensure_node_client, open_raw_session, running_service, unavailable
 
 pytestmark = pytest.mark.anyio
 
@@ -59,7 +58,7 @@ async def test_standalone_get_stream_reconnects(resumable: ServiceProcess, serve
 @pytest.fixture(scope="module")
 def node() -> None:
     if (problem := ensure_node_client()) is not None:
-        pytest.skip(problem)
+        unavailable(problem)
 
 
 @pytest.mark.usefixtures("node")
@@ -77,22 +76,6 @@ async def test_typescript_client_resumes_with_its_resumption_token(resumable: Se
         check(await faults.typescript_explicit(resumable.port, COUNT, delay=delay, rng=rng))
 
 
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-def open_session(service: ServiceProcess) -> dict[str, str]:
-    init: dict[str, Any] = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
-    }
-    response = httpx.post(service.mcp_url, headers=ACCEPT, json=init)
-    headers = {**ACCEPT, "mcp-session-id": response.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
-    httpx.post(service.mcp_url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-    return headers
-
-
 def call_and_collect_ids(service: ServiceProcess, headers: dict[str, str], count: int) -> list[str]:
     call = {
         "jsonrpc": "2.0",
@@ -105,7 +88,7 @@ def call_and_collect_ids(service: ServiceProcess, headers: dict[str, str], count
 
 
 def test_resuming_after_the_call_ended_replays_the_rest_and_the_result(resumable: ServiceProcess) -> None:
-    headers = open_session(resumable)
+    headers = open_raw_session(resumable)
     ids = call_and_collect_ids(resumable, headers, 3)  # priming, 3 notifications, the result
     assert len(ids) == 5
     with httpx.stream("GET", resumable.mcp_url, headers={**headers, "Last-Event-ID": ids[1]}) as response:
@@ -117,7 +100,7 @@ def test_resuming_after_the_call_ended_replays_the_rest_and_the_result(resumable
 
 @pytest.mark.parametrize("cursor", ["garbage", "-5", "99999999999", "1" * 40])
 def test_an_unknown_last_event_id_is_a_clear_error(resumable: ServiceProcess, cursor: str) -> None:
-    headers = open_session(resumable)
+    headers = open_raw_session(resumable)
     response = httpx.get(resumable.mcp_url, headers={**headers, "Last-Event-ID": cursor})
     assert response.status_code == 400
     assert "Cannot resume" in response.json()["error"]["message"]
@@ -125,7 +108,7 @@ def test_an_unknown_last_event_id_is_a_clear_error(resumable: ServiceProcess, cu
 
 def test_another_sessions_event_id_is_refused(resumable: ServiceProcess) -> None:
     """Both sessions number their requests alike; only event ids tell them apart, and they are scoped."""
-    alice, bob = open_session(resumable), open_session(resumable)
+    alice, bob = open_raw_session(resumable), open_raw_session(resumable)
     alice_ids = call_and_collect_ids(resumable, alice, 2)
     call_and_collect_ids(resumable, bob, 2)
     response = httpx.get(resumable.mcp_url, headers={**bob, "Last-Event-ID": alice_ids[1]})

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import httpx
 import pytest
 
-from tests.support import TOOL, ServiceProcess, ensure_node_client, run_node_client
+from tests.support import TOOL, ServiceProcess, ensure_node_client, run_node_client, unavailable
 
 
 @pytest.fixture(scope="module", autouse=True)
 def node_client() -> None:
-    problem = ensure_node_client()
-    if problem is not None:
-        if os.environ.get("CI"):
-            pytest.fail(problem)  # in CI the TypeScript client must run, never be skipped
-        pytest.skip(problem)
+    if (problem := ensure_node_client()) is not None:
+        unavailable(problem)
 
 
 def test_the_typescript_client_receives_every_notification_and_the_result(service: ServiceProcess) -> None:
