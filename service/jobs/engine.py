@@ -80,13 +80,20 @@ class _LiveJob:
     sinks: list[Sink]
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     done: anyio.Event = field(default_factory=anyio.Event)
-    changed: anyio.Event = field(default_factory=anyio.Event)
+    changed: anyio.Event | None = None
+    """Set at the next change; created only when someone follows the job (it is on the hot path)."""
     cancel_status: JobStatus = JobStatus.CANCELLED
 
     def touch(self) -> None:
-        """Wake whoever follows this job, and arm a fresh event for the next change."""
-        self.changed.set()
-        self.changed = anyio.Event()
+        """Wake whoever follows this job; the next follower arms a fresh event."""
+        if self.changed is not None:
+            self.changed.set()
+            self.changed = None
+
+    def next_change(self) -> anyio.Event:
+        if self.changed is None:
+            self.changed = anyio.Event()
+        return self.changed
 
 
 class JobEngine:
@@ -211,7 +218,7 @@ class JobEngine:
         scope = log_scope(job_id)
         while True:
             live = self._live.get(job_id)
-            changed = live.changed if live is not None else None
+            changed = live.next_change() if live is not None else None
             for event in await self._storage.read(scope, LOG_STREAM, after):
                 yield event
                 after = event.id
