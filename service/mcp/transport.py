@@ -90,7 +90,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
         try:
             await super()._run_sse_writer(request_id, sse_stream_writer, request_stream_reader, priming_event)
         finally:
-            released.set()
+            self._release(stream_id, released)
 
     # GET: the standalone stream, or a resumed one.
 
@@ -100,9 +100,6 @@ class ResumableTransport(StreamableHTTPServerTransport):
             await self._serve_stream(GET_STREAM_KEY, request, send, resume=None)
         else:
             await self._resume(last_event_id, request, send)
-
-    async def _replay_events(self, last_event_id: str, request: Request, send: Send) -> None:
-        await self._resume(last_event_id, request, send)
 
     async def _resume(self, last_event_id: str, request: Request, send: Send) -> None:
         # Accept and session checks first, as the SDK's GET handler does.
@@ -206,7 +203,12 @@ class ResumableTransport(StreamableHTTPServerTransport):
             queue[1].close()
             sse_writer.close()
             sse_reader.close()
-            released.set()
+            self._release(stream_id, released)
+
+    def _release(self, stream_id: StreamId, released: anyio.Event) -> None:
+        released.set()
+        if self._released.get(stream_id) is released:
+            del self._released[stream_id]
 
 
 def _is_response(event: StoredEvent) -> bool:
