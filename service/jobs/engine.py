@@ -123,7 +123,7 @@ class JobEngine:
 
     # Commands
 
-    def check(self, spec: JobSpec, session_id: str | None = None) -> None:
+    def _check(self, spec: JobSpec, session_id: str | None) -> None:
         """Raise `JobRejected` if the job breaks a configured limit."""
         limits = self._limits
         if spec.count > limits.max_count:
@@ -162,7 +162,7 @@ class JobEngine:
         """Check the limits, record the job and start it; return its first snapshot."""
         if self._task_group is None:
             raise RuntimeError("the job engine is not running")
-        self.check(spec, session_id)
+        self._check(spec, session_id)
         job = Job.new(spec, origin, session_id, owner)
         live = _LiveJob(job, list(sinks))
         self._live[job.id] = live
