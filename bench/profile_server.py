@@ -1,0 +1,188 @@
+"""Where a server spends its CPU per tool call: py-spy samples of the server under the tool-call load.
+
+    uv pip install py-spy      # not a project dependency
+    uv run python -m bench.profile_server --server service-sqlite --sessions 10 --duration 20
+    uv run python -m bench.profile_server --summarize bench/results/profile-service-sqlite.txt
+
+Starts the server pinned to core 0 (as `bench.run` does), attaches `py-spy record`
+(non-blocking, all threads, raw collapsed stacks) while `bench.loadgen tools` drives it
+from core 1, then summarizes the samples three ways:
+
+- self time by package (the leaf frame's top-level package; `service` is this project);
+- time under each of this project's functions: each sample is charged to the innermost
+  `service/` frame on its stack (so a library call made by our code counts as ours),
+  except for frames that only wrap the framework's work (our ASGI middleware, transport
+  overrides that call `super()`); the rest is the SDK's, Starlette's or uvicorn's own;
+- the functions with the most self time.
+
+Idle samples (worker threads waiting for work) are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.run import LOADGEN_CORE, MCP_SERVERS, ROOT, _pin, loadgen, running
+
+IDLE_LEAVES = ("Condition.wait", "Queue.get", "Thread._wait_for_tstate_lock", "select (selectors")
+PACKAGES = (
+    "mcp_types",
+    "mcp",
+    "sse_starlette",
+    "starlette",
+    "fastapi",
+    "uvicorn",
+    "anyio",
+    "pydantic_core",
+    "pydantic",
+    "httptools",
+    "uvloop",
+)
+# Frames of ours that only wrap the framework's or the SDK's own work (ASGI middleware: any `__call__`
+# and its `send` wrappers; an override that calls `super()`): they own their self time, not what runs
+# beneath them.
+PASS_THROUGH = (".__call__ (", "send_json_errors", "ResumableTransport._run_sse_writer")
+ENTRY_POINTS = ("<module>", "main (")
+FRAME = re.compile(r"^(?P<func>.*) \((?P<path>[^()]*?):(?P<line>\d+)\)$")
+
+
+def frames_of(path: Path) -> Iterator[tuple[list[str], int]]:
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if any(idle in frames[-1] for idle in IDLE_LEAVES):
+            continue
+        yield frames, int(count)
+
+
+def package(frame: str) -> str:
+    match = FRAME.match(frame)
+    path = match["path"] if match else frame
+    if path.startswith("service/"):
+        return "service (ours)"
+    if path.startswith("bench/"):
+        return "bench (ours)"
+    for name in PACKAGES:
+        if path.startswith(name + "/"):
+            return name
+    return "stdlib/other"
+
+
+def function(frame: str) -> str:
+    match = FRAME.match(frame)
+    return f"{match['func']} ({match['path']})" if match else frame
+
+
+def is_ours(frame: str) -> bool:
+    match = FRAME.match(frame)
+    if match is None:
+        return False
+    path = match["path"]
+    ours = path.startswith("service/") or path == "bench/example_server.py"
+    return ours and not path.endswith(("cli.py", "__main__.py")) and not frame.startswith(ENTRY_POINTS)
+
+
+def owner(frames: list[str]) -> str:
+    """The innermost frame of ours that is responsible for this sample (see PASS_THROUGH)."""
+    for depth, frame in enumerate(reversed(frames)):
+        if is_ours(frame):
+            if depth > 0 and any(name in frame for name in PASS_THROUGH):
+                break
+            return function(frame)
+    return "(none of ours: framework, SDK, server)"
+
+
+def summarize(path: Path, top: int = 25) -> str:
+    total = 0
+    by_package: collections.Counter[str] = collections.Counter()
+    by_leaf: collections.Counter[str] = collections.Counter()
+    by_owner: collections.Counter[str] = collections.Counter()
+    threads = 0
+    for frames, count in frames_of(path):
+        total += count
+        by_package[package(frames[-1])] += count
+        by_leaf[function(frames[-1])] += count
+        if "Thread._bootstrap" in frames[0]:
+            threads += count
+        by_owner[owner(frames)] += count
+    if total == 0:
+        return "no samples"
+    lines = [f"{total} samples (idle excluded); {100 * threads / total:.1f}% in worker threads", ""]
+    lines.append("self time by package:")
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in by_package.most_common()]
+    lines += ["", "time under our functions (innermost frame of ours, with the library calls it makes):"]
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in by_owner.most_common(top)]
+    lines += ["", "top self time:"]
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in by_leaf.most_common(top)]
+    return "\n".join(lines)
+
+
+def profile(server_name: str, sessions: int, duration: float, rate: int, out: Path) -> None:
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        raise SystemExit("py-spy is not installed: uv pip install py-spy")
+    with running(server_name) as server:
+        # Warm up, so that start-up and first-call costs stay out of the samples.
+        loadgen(server, "tools", "--sessions", str(sessions), "--duration", "2", "--warmup", "0.5", timeout=120)
+        spy_args = ["--rate", str(rate), "--duration", str(int(duration)), "--format", "raw", "--output", str(out)]
+        spy = subprocess.Popen(
+            [py_spy, "record", "--nonblocking", "--pid", str(server.pid), *spy_args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_pin(LOADGEN_CORE),
+        )
+        time.sleep(0.5)
+        result = loadgen(
+            server,
+            "tools",
+            "--sessions",
+            str(sessions),
+            "--duration",
+            str(duration - 1.0),
+            "--warmup",
+            "0.2",
+            timeout=duration + 120,
+        )
+        _, err = spy.communicate(timeout=duration + 60)
+        if spy.returncode != 0:
+            raise SystemExit(f"py-spy failed: {err.decode(errors='replace')}")
+    if result is not None:
+        per_call = 1e6 * result["server_cpu"] / result["calls_per_s"]
+        print(
+            f"{server_name}: {result['calls_per_s']:.0f} calls/s at {sessions} sessions, server CPU "
+            f"{result['server_cpu']:.2f} cores = {per_call:.0f} us per call (under the profiler); "
+            f"other processes {result['other_cpu']:.2f} cores"
+        )
+    print(summarize(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", choices=MCP_SERVERS, default=MCP_SERVERS[0])
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--rate", type=int, default=200, help="samples per second")
+    parser.add_argument("--out", type=Path, help="raw py-spy output (default: bench/results/profile-<server>.txt)")
+    parser.add_argument("--summarize", type=Path, help="only summarize an existing raw py-spy file")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    if args.summarize:
+        print(summarize(args.summarize, args.top))
+        return
+    out = args.out or ROOT / "bench" / "results" / f"profile-{args.server}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    profile(args.server, args.sessions, args.duration, args.rate, out)
+
+
+if __name__ == "__main__":
+    main()
