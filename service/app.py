@@ -13,7 +13,7 @@ from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
-from mcp.server.transport_security import RequestBodyLimitMiddleware, TransportSecuritySettings
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.routing import Route
 from starlette.types import ASGIApp
@@ -23,6 +23,7 @@ from service.api import health, jobs
 from service.api.deps import Services
 from service.auth import StaticTokenVerifier
 from service.errors import JsonErrors
+from service.guards import BodyLimit, HostCheck
 from service.jobs.engine import JobEngine, JobLimits
 from service.mcp.http import TrimmedHeaders
 from service.mcp.server import build_server
@@ -35,6 +36,7 @@ from service.stores.base import StoreError
 
 logger = logging.getLogger(__name__)
 
+MCP_PATH = "/mcp"
 MCP_HEADERS = ["Mcp-Session-Id", "MCP-Protocol-Version"]
 
 DESCRIPTION = """
@@ -125,13 +127,14 @@ def create_app(
         # session manager binds each session to the principal that opened it.
         mcp_endpoint = RequireAuthMiddleware(AuthContextMiddleware(mcp_endpoint), required_scopes=[])
     # A route, not a mount: a mount would answer /mcp with a 307 redirect to /mcp/.
-    app.router.routes.append(Route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"]))
+    app.router.routes.append(Route(MCP_PATH, mcp_endpoint, methods=["GET", "POST", "DELETE"]))
 
     # Middleware, innermost first.
     if token_verifier is not None:
         app.add_middleware(AuthenticationMiddleware, backend=BearerAuthBackend(token_verifier))
-    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_request_body)
-    app.add_middleware(JsonErrors)
+    app.add_middleware(BodyLimit, max_body_size=settings.max_request_body, skip=MCP_PATH)
+    app.add_middleware(HostCheck, allowed_hosts=settings.mcp_allowed_hosts(), exempt=[MCP_PATH, "/healthz"])
+    app.add_middleware(JsonErrors, mcp_path=MCP_PATH)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as UnparsableSetting
 
 ENV_PREFIX = "SERVICE_"
 
@@ -70,6 +72,13 @@ class Settings(BaseSettings):
     max_jobs: Annotated[int, Field(ge=1)] = 1000
     max_jobs_per_session: Annotated[int, Field(ge=1)] = 100
 
+    @model_validator(mode="after")
+    def _job_logs_fit(self) -> Settings:
+        # A job's log is capped like a session's; a larger count would lose its oldest notifications.
+        if self.max_count > self.max_events_per_session:
+            raise ValueError("max_count must not exceed max_events_per_session")
+        return self
+
     def mcp_allowed_hosts(self) -> list[str]:
         """Host header values the DNS-rebinding check accepts: the bound address plus loopback names."""
         names = {self.host, "127.0.0.1", "localhost", "[::1]"}
@@ -94,10 +103,16 @@ def load_settings() -> Settings:
     """Read the settings, turning pydantic's report into one line per bad variable."""
     try:
         return Settings()
+    except UnparsableSetting as exc:  # a list or mapping setting whose value is not JSON
+        found = re.search(r'field "(\w+)"', str(exc))
+        variable = f"{ENV_PREFIX}{found.group(1).upper()}" if found else "a SERVICE_ variable"
+        raise SettingsError(f"invalid configuration:\n  {variable}: expected a JSON value ({exc})") from None
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
-            variable = f"{ENV_PREFIX}{field.upper()}"
+            if not error["loc"]:  # a rule across settings: its message names them
+                lines.append(error["msg"].replace("max_", f"{ENV_PREFIX}MAX_").upper().replace("VALUE ERROR, ", ""))
+                continue
+            variable = f"{ENV_PREFIX}{str(error['loc'][0]).upper()}"
             lines.append(f"{variable}={error.get('input')!r}: {error['msg']}")
         raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from None

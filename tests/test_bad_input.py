@@ -155,6 +155,7 @@ def test_rest_errors(service: ServiceProcess) -> None:
         ("bad status filter", http.get("/jobs", params={"status": "exploded"}), 422),
         ("bad Last-Event-ID", http.get("/jobs/" + "a" * 32 + "/events", headers={"Last-Event-ID": "x"}), 404),
         ("wrong method", http.put("/jobs"), 405),
+        ("foreign Host", http.get("/jobs", headers={"Host": "rebound.attacker.example"}), 421),
     ]
     for case, response, status in cases:
         assert response.status_code == status, (case, response.text)

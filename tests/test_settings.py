@@ -43,13 +43,19 @@ def run_cli(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("SERVICE_PORT", "abc"), ("SERVICE_STORE", "postgres"), ("SERVICE_JSON_RESPONSE", "maybe")],
+    [
+        ("SERVICE_PORT", "abc"),
+        ("SERVICE_STORE", "postgres"),
+        ("SERVICE_JSON_RESPONSE", "maybe"),
+        ("SERVICE_AUTH_TOKENS", "alice:secret"),
+    ],
 )
 def test_a_bad_value_stops_start_up_with_a_message_naming_it(tmp_path: Path, variable: str, value: str) -> None:
     result = run_cli(tmp_path, **{variable: value})
     assert result.returncode == 2
     assert variable in result.stderr
-    assert repr(value) in result.stderr
+    if variable != "SERVICE_AUTH_TOKENS":  # a token is never echoed
+        assert repr(value) in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -60,3 +66,10 @@ def test_a_dotenv_file_is_read(tmp_path: Path) -> None:
         refused = httpx.post(f"{service.base_url}/jobs", json={"interval": 0, "count": 8, "caller": "x"})
         assert refused.status_code == 422
         assert "at most 7" in refused.json()["detail"]
+
+
+def test_settings_that_contradict_each_other_are_refused(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, SERVICE_MAX_COUNT="500", SERVICE_MAX_EVENTS_PER_SESSION="200")
+    assert result.returncode == 2
+    assert "SERVICE_MAX_COUNT" in result.stderr
+    assert "SERVICE_MAX_EVENTS_PER_SESSION" in result.stderr

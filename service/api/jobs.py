@@ -52,7 +52,7 @@ async def create_job(body: JobCreate, services: ServicesDep, principal: Principa
         sinks.append(SessionStreamSink(session))
     try:
         return await services.engine.start(
-            body.spec(), origin=JobOrigin.REST, session_id=body.session_id, owner=principal, sinks=sinks
+            body, origin=JobOrigin.REST, session_id=body.session_id, owner=principal, sinks=sinks
         )
     except JobRejected as exc:
         code = status.HTTP_429_TOO_MANY_REQUESTS if exc.too_many else status.HTTP_422_UNPROCESSABLE_CONTENT

@@ -26,9 +26,6 @@ class JobCreate(JobSpec):
         ),
     ] = None
 
-    def spec(self) -> JobSpec:
-        return JobSpec(interval=self.interval, count=self.count, caller=self.caller)
-
 
 class JobPage(BaseModel):
     items: list[Job]

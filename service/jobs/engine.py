@@ -164,9 +164,9 @@ class JobEngine:
             raise RuntimeError("the job engine is not running")
         self._check(spec, session_id)
         job = Job.new(spec, origin, session_id, owner)
+        await self._storage.save_job(job)
         live = _LiveJob(job, list(sinks))
         self._live[job.id] = live
-        await self._storage.save_job(job)
         self._task_group.start_soon(self._run, live, name=f"job {job.id}")
         return job.model_copy()
 
@@ -261,6 +261,7 @@ class JobEngine:
                 job.finished_at = utcnow()
                 try:
                     await self._storage.save_job(job)
+                    await self._storage.seal(scope)
                 finally:
                     del self._live[job.id]
                     live.done.set()

@@ -60,11 +60,12 @@ from service.stores.base import EventLog, StoredEvent
 
 logger = logging.getLogger(__name__)
 
+TAKE_OVER_TIMEOUT = 5.0
 SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "Connection": "keep-alive"}
 
 
 class ResumableTransport(StreamableHTTPServerTransport):
-    def __init__(self, *, mcp_session_id: str, event_store: SessionEventStore | None, **options: Any) -> None:
+    def __init__(self, *, mcp_session_id: str, event_store: SessionEventStore, **options: Any) -> None:
         super().__init__(mcp_session_id=mcp_session_id, event_store=event_store, **options)
         self._session_store = event_store
         # Set when the connection currently serving a stream has let go of it.
@@ -96,7 +97,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
 
     async def _handle_get_request(self, request: Request, send: Send) -> None:
         last_event_id = request.headers.get(LAST_EVENT_ID_HEADER)
-        if last_event_id is None or self._session_store is None:
+        if not last_event_id:
             await self._serve_stream(GET_STREAM_KEY, request, send, resume=None)
         else:
             await self._resume(last_event_id, request, send)
@@ -105,7 +106,6 @@ class ResumableTransport(StreamableHTTPServerTransport):
         # Accept and session checks first, as the SDK's GET handler does.
         if not await self._validate_get(request, send):
             return
-        assert self._session_store is not None
         found = await self._session_store.locate(last_event_id)
         if found is None:
             response = self._create_error_response(
@@ -135,7 +135,9 @@ class ResumableTransport(StreamableHTTPServerTransport):
             logger.debug("stream %s resumed while still open: closing the old connection", stream_id)
             self.close_sse_stream(stream_id)
         if released is not None:
-            await released.wait()
+            # A connection stuck writing to a dead socket may take a while to notice; don't wait forever.
+            with anyio.move_on_after(TAKE_OVER_TIMEOUT):
+                await released.wait()
 
     async def _serve_stream(self, stream_id: StreamId, request: Request, send: Send, *, resume: int | None) -> None:
         """Serve one SSE stream: replay from the store what follows `resume`, then go live.
@@ -149,16 +151,16 @@ class ResumableTransport(StreamableHTTPServerTransport):
         if resume is None:
             if not await self._validate_get(request, send):
                 return
-            version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER, DEFAULT_NEGOTIATED_VERSION)
-            priming = await self._mint_priming_event(stream_id, version)
-            if priming is not None and priming["id"]:
-                resume = int(priming["id"])
             if stream_id in self._request_streams:
                 response = self._create_error_response(
                     "Conflict: Only one SSE stream is allowed per session", HTTPStatus.CONFLICT
                 )
                 await response(request.scope, request.receive, send)
                 return
+            version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER, DEFAULT_NEGOTIATED_VERSION)
+            priming = await self._mint_priming_event(stream_id, version)
+            if priming is not None and priming["id"]:
+                resume = int(priming["id"])
         queue = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
         sse_writer, sse_reader = anyio.create_memory_object_stream[SSEEvent](0)
         self._request_streams[stream_id] = queue
@@ -172,7 +174,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
                     if priming is not None:
                         await sse_writer.send(priming)
                     last = 0 if resume is None else resume
-                    if resume is not None and self._session_store is not None:
+                    if resume is not None:
                         for event in await self._session_store.events_after(stream_id, resume):
                             last = event.id
                             if event.data is None:
@@ -223,12 +225,12 @@ class SessionManager(StreamableHTTPSessionManager):
     public hook for either.
     """
 
-    def __init__(
-        self, app: Server[Any], *, event_log: EventLog | None, sessions: SessionRegistry, **options: Any
-    ) -> None:
+    def __init__(self, app: Server[Any], *, event_log: EventLog, sessions: SessionRegistry, **options: Any) -> None:
         super().__init__(app, event_store=None, **options)
         self._event_log = event_log
         self._sessions = sessions
+        # Our own record: on shutdown the SDK forgets its sessions before it discards them.
+        self._open: set[str] = set()
 
     def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
@@ -236,7 +238,7 @@ class SessionManager(StreamableHTTPSessionManager):
         session_id = uuid4().hex
         transport = ResumableTransport(
             mcp_session_id=session_id,
-            event_store=SessionEventStore(self._event_log, session_id) if self._event_log is not None else None,
+            event_store=SessionEventStore(self._event_log, session_id),
             is_json_response_enabled=self.json_response,
             security_settings=self.security_settings,
             retry_interval=self.retry_interval,
@@ -245,12 +247,12 @@ class SessionManager(StreamableHTTPSessionManager):
         if requestor is not None:
             self._session_owners[session_id] = requestor
         self._server_instances[session_id] = transport
+        self._open.add(session_id)
         return transport
 
     async def _discard_session(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
-        known = session_id in self._server_instances
         await super()._discard_session(session_id, transport)
-        if known:
+        if session_id in self._open:
+            self._open.discard(session_id)
             self._sessions.forget(session_id)
-            if self._event_log is not None:
-                await self._event_log.end_scope(session_scope(session_id))
+            await self._event_log.end_scope(session_scope(session_id))

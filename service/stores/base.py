@@ -54,6 +54,10 @@ class EventLog(Protocol):
         """The scope's owner is gone: keep its events for the retention period, then drop them."""
         ...
 
+    async def seal(self, scope: str) -> None:
+        """Nothing more will be appended to the scope: forget its bookkeeping, keep its events."""
+        ...
+
 
 class JobStore(Protocol):
     async def save_job(self, job: Job) -> None: ...

@@ -36,7 +36,10 @@ class _ScopeLog:
 
 
 class MemoryStorage:
-    """Keeps each scope's events within `max_events_per_scope`, and an ended scope for `retention` seconds."""
+    """Keeps each scope's events within `max_events_per_scope`, and an ended scope for `retention` seconds.
+
+    Job records and job logs are kept for the life of the process: use SQLite where that matters.
+    """
 
     def __init__(self, *, max_events_per_scope: int, retention: float) -> None:
         self._max_events = max_events_per_scope
@@ -89,6 +92,9 @@ class MemoryStorage:
         self._ended.append((now + self._retention, scope))
         while self._ended and self._ended[0][0] <= now:
             self._scopes.pop(self._ended.popleft()[1], None)
+
+    async def seal(self, scope: str) -> None:
+        return None  # nothing is kept about a scope besides its events
 
     # JobStore
 

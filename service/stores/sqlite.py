@@ -4,8 +4,8 @@
 touch the disk. It assigns the id and queues the row; a flusher task writes the queue
 in one transaction every `flush_interval` seconds, on a worker thread. The durability
 window is therefore `flush_interval`: a crash (not a clean shutdown, which flushes)
-can lose the events of the last interval. Reads flush first, so they always see every
-event appended before them.
+can lose the events of the last interval. Reads merge the rows still queued with what the
+database returns, so they see every event appended before them and never wait on a write.
 
 If a write fails (disk full, database locked), the rows stay queued and are retried,
 and `append` raises `StoreError` until a write succeeds again, so the failure reaches
@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     scope TEXT NOT NULL,
     stream TEXT NOT NULL,
     data BLOB
@@ -74,7 +74,8 @@ class SQLiteStorage:
         self._writing: list[_Row] = []  # the batch being written right now
         self._writing_jobs: dict[str, Job] = {}
         self._ended: dict[str, float] = {}
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, int] = {}  # events appended per open scope, to enforce the cap
+        self._over_cap: set[str] = set()
         self._failure: StoreError | None = None
         self._flush_lock = anyio.Lock()
         self._stack = AsyncExitStack()
@@ -110,7 +111,9 @@ class SQLiteStorage:
         event_id = self._next_id
         self._next_id += 1
         self._rows.append((event_id, scope, stream, data))
-        self._counts[scope] = self._counts.get(scope, 0) + 1
+        count = self._counts[scope] = self._counts.get(scope, 0) + 1
+        if count > self._max_events:
+            self._over_cap.add(scope)
         return event_id
 
     async def stream_of(self, scope: str, event_id: int) -> str | None:
@@ -148,6 +151,9 @@ class SQLiteStorage:
 
     async def end_scope(self, scope: str) -> None:
         self._ended[scope] = time.time() + self._retention
+        self._counts.pop(scope, None)
+
+    async def seal(self, scope: str) -> None:
         self._counts.pop(scope, None)
 
     # JobStore
@@ -211,7 +217,7 @@ class SQLiteStorage:
             if not (self._rows or self._jobs or self._ended):
                 return
             rows, jobs, ended = self._rows, self._jobs, self._ended
-            trim = [scope for scope, n in self._counts.items() if n > self._max_events]
+            trim, self._over_cap = self._over_cap, set()
 
             def write(db: sqlite3.Connection) -> None:
                 with db:
@@ -242,6 +248,7 @@ class SQLiteStorage:
                 self._rows = rows + self._rows
                 self._jobs = {**jobs, **self._jobs}
                 self._ended = {**ended, **self._ended}
+                self._over_cap |= trim
                 self._failure = exc
                 raise
             finally:
@@ -289,7 +296,7 @@ class SQLiteStorage:
             try:
                 return func(db)
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store at {self._path}: {exc}") from exc
+                raise StoreError(f"SQLite: {exc}") from exc
 
         return await anyio.to_thread.run_sync(call, limiter=limiter)
 
@@ -301,7 +308,11 @@ class SQLiteStorage:
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA busy_timeout = 1000")
             db.executescript(SCHEMA)
-            (last,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+            # sqlite_sequence remembers the largest id ever written, even once it was purged.
+            (last,) = db.execute(
+                "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),"
+                " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))"
+            ).fetchone()
             reader = sqlite3.connect(self._path, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the SQLite store at {self._path}: {exc}") from exc
