@@ -693,6 +693,9 @@ def write_markdown(results: Results, rows: Sequence[Row], path: Path, plot: Path
         "Ratios are service/example; the targets compare service-sqlite with the example "
         "(replay: an absolute bound). Higher is better for rates, lower for latency and memory.",
         "",
+        "Where the time goes, and what in the SDK keeps the targets out of reach: "
+        "[performance.md](performance.md) (`uv run python -m bench.profile_server`).",
+        "",
     ]
     if plot is not None:
         text += [f"![throughput and latency]({plot.name})", ""]
