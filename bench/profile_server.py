@@ -2,6 +2,7 @@
 
     uv pip install py-spy      # not a project dependency
     uv run python -m bench.profile_server --server service-sqlite --sessions 10 --duration 20
+    uv run python -m bench.profile_server --server service-sqlite --scenario notify
     uv run python -m bench.profile_server --summarize bench/results/profile-service-sqlite.txt
 
 Starts the server pinned to core 0 (as `bench.run` does), attaches `py-spy record`
@@ -127,7 +128,7 @@ def summarize(path: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-def profile(server_name: str, sessions: int, duration: float, rate: int, out: Path) -> None:
+def profile(server_name: str, scenario: str, sessions: int, duration: float, rate: int, out: Path) -> None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         raise SystemExit("py-spy is not installed: uv pip install py-spy")
@@ -142,26 +143,26 @@ def profile(server_name: str, sessions: int, duration: float, rate: int, out: Pa
             preexec_fn=_pin(LOADGEN_CORE),
         )
         time.sleep(0.5)
-        result = loadgen(
-            server,
-            "tools",
-            "--sessions",
-            str(sessions),
-            "--duration",
-            str(duration - 1.0),
-            "--warmup",
-            "0.2",
-            timeout=duration + 120,
-        )
+        if scenario == "tools":
+            args = ["--sessions", str(sessions), "--duration", str(duration - 1.0), "--warmup", "0.2"]
+        else:  # one long stream of notifications, about `duration` seconds of it at ~3000/s
+            args = ["--count", str(int(duration * 1000)), "--reps", "2"]
+        result = loadgen(server, scenario, *args, timeout=duration + 120)
         _, err = spy.communicate(timeout=duration + 60)
         if spy.returncode != 0:
             raise SystemExit(f"py-spy failed: {err.decode(errors='replace')}")
-    if result is not None:
+    if result is not None and scenario == "tools":
         per_call = 1e6 * result["server_cpu"] / result["calls_per_s"]
         print(
             f"{server_name}: {result['calls_per_s']:.0f} calls/s at {sessions} sessions, server CPU "
             f"{result['server_cpu']:.2f} cores = {per_call:.0f} us per call (under the profiler); "
             f"other processes {result['other_cpu']:.2f} cores"
+        )
+    elif result is not None:
+        per_event = 1e6 * result["server_cpu"] / result["notifications_per_s"]
+        print(
+            f"{server_name}: {result['notifications_per_s']:.0f} notifications/s, server CPU "
+            f"{result['server_cpu']:.2f} cores = {per_event:.0f} us per notification (under the profiler)"
         )
     print(summarize(out))
 
@@ -169,6 +170,9 @@ def profile(server_name: str, sessions: int, duration: float, rate: int, out: Pa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", choices=MCP_SERVERS, default=MCP_SERVERS[0])
+    parser.add_argument(
+        "--scenario", choices=["tools", "notify"], default="tools", help="tool calls (count=1), or one long stream"
+    )
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
@@ -179,9 +183,9 @@ def main() -> None:
     if args.summarize:
         print(summarize(args.summarize, args.top))
         return
-    out = args.out or ROOT / "bench" / "results" / f"profile-{args.server}.txt"
+    out = args.out or ROOT / "bench" / "results" / f"profile-{args.scenario}-{args.server}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
-    profile(args.server, args.sessions, args.duration, args.rate, out)
+    profile(args.server, args.scenario, args.sessions, args.duration, args.rate, out)
 
 
 if __name__ == "__main__":
