@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 
@@ -28,8 +29,12 @@ def main() -> None:
     except StoreError as exc:
         print(f"mcp-notification-service: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    app = create_app(settings)
+    # Everything imported and built so far lives as long as the process: keep it out of the
+    # cyclic collector's full passes, which otherwise rescan it (tens of ms each, the p99 tail).
+    gc.freeze()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
