@@ -86,6 +86,7 @@ def create_app(
             allowed_origins=settings.mcp_allowed_origins(),
         ),
         retry_interval=settings.sse_retry_ms,
+        ping_interval=settings.sse_ping_interval,
         session_idle_timeout=settings.session_idle_timeout,
         max_sessions=settings.max_sessions,
         max_request_body_size=settings.max_request_body,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 import sys
+from collections.abc import Callable
 
 import anyio
 import uvicorn
@@ -33,10 +35,29 @@ def main() -> None:
     # Everything imported and built so far lives as long as the process: keep it out of the
     # cyclic collector's full passes, which otherwise rescan it (tens of ms each, the p99 tail).
     gc.freeze()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
+    Server(config, on_shutdown=app.state.services.engine.shutdown).run()
+
+
+class Server(uvicorn.Server):
+    """uvicorn, stopping the running jobs as soon as shutdown begins.
+
+    uvicorn waits for open responses before it runs the lifespan's shutdown, and a tool
+    call's stream stays open until its job ends: interrupting the jobs first lets every
+    open call end with its "interrupted" result instead of waiting out the graceful timeout.
+    Run the service under your own uvicorn? Use this class, or expect that wait.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._on_shutdown()
+        await super().shutdown(sockets)

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     session_idle_timeout: Annotated[float, Field(gt=0)] = 1800.0
     max_sessions: Annotated[int, Field(ge=1)] = 10_000
     sse_retry_ms: Annotated[int, Field(ge=0)] | None = None
+    sse_ping_interval: Annotated[float, Field(gt=0)] = 15.0
 
     # Storage
     store: StoreBackend = StoreBackend.SQLITE

@@ -19,6 +19,9 @@ from service.stores.base import EventLog, StoredEvent, StoreError, parse_event_i
 
 logger = logging.getLogger(__name__)
 
+# A stream's writer trails the store by at most the SDK's request stream buffer (16 messages).
+JSON_KEPT = 64
+
 
 def session_scope(session_id: str) -> str:
     return f"mcp:{session_id}"
@@ -28,6 +31,9 @@ class SessionEventStore(EventStore):
     def __init__(self, log: EventLog, session_id: str) -> None:
         self._log = log
         self.scope = session_scope(session_id)
+        # The JSON of the last few stored messages, by event id, so that the transport
+        # writes the text it stored instead of serializing the message a second time.
+        self._json: dict[str, str] = {}
 
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
         """Record an outbound message; if the store fails, say so and send the message without an id.
@@ -37,12 +43,22 @@ class SessionEventStore(EventStore):
         id is delivered live but cannot be resumed; the job behind it fails on the same
         store, so the tool call ends with an error that says why.
         """
-        data = None if message is None else message.model_dump_json(by_alias=True, exclude_unset=True).encode()
+        text = None if message is None else message.model_dump_json(by_alias=True, exclude_unset=True)
         try:
-            return str(await self._log.append(self.scope, stream_id, data))
+            event_id = str(await self._log.append(self.scope, stream_id, None if text is None else text.encode()))
         except StoreError as exc:
             logger.error("event store failed, sending without an event id: %s", exc)
             return ""
+        if text is not None:
+            if len(self._json) >= JSON_KEPT:
+                del self._json[next(iter(self._json))]  # its stream had no reader: it is serialized again if read
+            self._json[event_id] = text
+        return event_id
+
+    def json_of(self, event: EventMessage) -> str:
+        """The message's JSON: the text stored for it, else serialized now."""
+        text = self._json.pop(event.event_id, None) if event.event_id else None
+        return text if text is not None else event.message.model_dump_json(by_alias=True, exclude_unset=True)
 
     async def locate(self, last_event_id: str) -> tuple[int, StreamId] | None:
         """The event a client resumes from and its stream, or None if this session has no such event."""

@@ -49,11 +49,20 @@ from mcp.server.streamable_http import (
 )
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
-from mcp_types import DEFAULT_NEGOTIATED_VERSION, JSONRPCError, JSONRPCResponse, RequestId
+from mcp_types import (
+    DEFAULT_NEGOTIATED_VERSION,
+    INTERNAL_ERROR,
+    JSONRPCError,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    RequestId,
+    jsonrpc_message_adapter,
+)
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
+from service.mcp import sse
 from service.mcp.event_store import SessionEventStore, session_scope
 from service.mcp.sessions import SessionRegistry
 from service.stores.base import EventLog, StoredEvent
@@ -61,13 +70,17 @@ from service.stores.base import EventLog, StoredEvent
 logger = logging.getLogger(__name__)
 
 TAKE_OVER_TIMEOUT = 5.0
+_FINAL = (JSONRPCResponse, JSONRPCError)  # the messages that end a request's stream
 SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "Connection": "keep-alive"}
 
 
 class ResumableTransport(StreamableHTTPServerTransport):
-    def __init__(self, *, mcp_session_id: str, event_store: SessionEventStore, **options: Any) -> None:
+    def __init__(
+        self, *, mcp_session_id: str, event_store: SessionEventStore, ping_interval: float, **options: Any
+    ) -> None:
         super().__init__(mcp_session_id=mcp_session_id, event_store=event_store, **options)
         self._session_store = event_store
+        self._ping_interval = ping_interval
         # Set when the connection currently serving a stream has let go of it.
         self._released: dict[StreamId, anyio.Event] = {}
 
@@ -92,6 +105,96 @@ class ResumableTransport(StreamableHTTPServerTransport):
             await super()._run_sse_writer(request_id, sse_stream_writer, request_stream_reader, priming_event)
         finally:
             self._release(stream_id, released)
+
+    # POST: a request answered over SSE, written by this coroutine straight to `send`.
+
+    async def _handle_post_request(self, scope: Scope, request: Request, receive: Receive, send: Send) -> None:
+        message = await self._streamed_request(request)
+        if message is None:
+            # Errors, `initialize`, notifications, responses and JSON mode: the SDK's own path.
+            await super()._handle_post_request(scope, request, receive, send)
+        elif await self._validate_request_headers(request, send):
+            await self._answer_over_sse(message, request, send)
+
+    async def _streamed_request(self, request: Request) -> JSONRPCRequest | None:
+        """The request, if it is a well-formed call on an established session that wants SSE."""
+        if self.is_json_response_enabled or not all(check_accept_headers(request)):
+            return None
+        if not self._check_content_type(request):
+            return None
+        try:
+            raw = pydantic_core.from_json(await request.body())
+            message = jsonrpc_message_adapter.validate_python(raw, by_name=False)
+        except ValueError:  # pydantic's ValidationError included
+            return None
+        if not isinstance(message, JSONRPCRequest) or message.method == "initialize":
+            return None
+        return message
+
+    async def _answer_over_sse(self, message: JSONRPCRequest, request: Request, send: Send) -> None:
+        """Dispatch the request and stream what the session routes to it, up to its response.
+
+        Replaces the SDK's `EventSourceResponse` and writer task (see `service.mcp.sse`). A
+        resuming connection may take the stream over: it closes the queue, and this ends.
+        """
+        assert self._read_stream_writer is not None  # connect() has run: the manager admitted the session
+        stream_id = str(message.id)
+        version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER, DEFAULT_NEGOTIATED_VERSION)
+        try:
+            priming = await self._mint_priming_event(stream_id, version)
+        except Exception:
+            logger.exception("could not store the priming event of request %s", stream_id)
+            response = self._create_error_response(
+                "Error handling POST request", HTTPStatus.INTERNAL_SERVER_ERROR, INTERNAL_ERROR
+            )
+            await response(request.scope, request.receive, send)
+            return
+        queue = self._request_streams[stream_id] = anyio.create_memory_object_stream[EventMessage](
+            REQUEST_STREAM_BUFFER_SIZE
+        )
+        released = self._released[stream_id] = anyio.Event()
+        try:
+            await send(sse.response_start(self.mcp_session_id))
+            if priming is not None:
+                await sse.write(send, sse.frame("", event_id=priming["id"], event=None, retry=priming.get("retry")))
+            await self._read_stream_writer.send(self._create_session_message(message, request, stream_id, version))
+            if not await self._write_until_response(queue[1], send):
+                logger.debug("stream %s closed before its response", stream_id)
+                await sse.write(send, b"", more=False)
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            logger.debug("session closed while request %s was dispatched", stream_id)
+            await sse.write(send, b"", more=False)
+        finally:
+            if self._request_streams.get(stream_id) is queue:
+                del self._request_streams[stream_id]
+            queue[0].close()
+            queue[1].close()
+            self._release(stream_id, released)
+
+    async def _write_until_response(self, queue: MemoryObjectReceiveStream[EventMessage], send: Send) -> bool:
+        """Write the stream's messages, batching those already waiting; False if it closed before the response."""
+        try:
+            is_open = True
+            while is_open:
+                batch = [await sse.next_message(queue, send, ping_interval=self._ping_interval)]
+                is_open = sse.take_ready(queue, batch)
+                frames = []
+                for event in batch:
+                    frames.append(sse.frame(self._session_store.json_of(event), event_id=event.event_id))
+                    if isinstance(event.message, _FINAL):
+                        await sse.write(send, b"".join(frames), more=False)
+                        return True
+                await sse.write(send, b"".join(frames))
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            pass
+        return False
+
+    def _create_event_data(self, event_message: EventMessage) -> SSEEvent:
+        """The SDK's SSE event for a message, with the JSON the store already made."""
+        event: SSEEvent = {"event": "message", "data": self._session_store.json_of(event_message)}
+        if event_message.event_id:
+            event["id"] = event_message.event_id
+        return event
 
     # GET: the standalone stream, or a resumed one.
 
@@ -186,16 +289,17 @@ class ResumableTransport(StreamableHTTPServerTransport):
                         if message.event_id and int(message.event_id) <= last:
                             continue  # already replayed from the store
                         await sse_writer.send(self._create_event_data(message))
-                        if ends_with_response and isinstance(message.message, JSONRPCResponse | JSONRPCError):
+                        if ends_with_response and isinstance(message.message, _FINAL):
                             return
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 logger.debug("stream %s closed", stream_id)
 
         headers = {**SSE_HEADERS, MCP_SESSION_ID_HEADER: self.mcp_session_id or ""}
         try:
-            await EventSourceResponse(content=sse_reader, data_sender_callable=forward, headers=headers)(
-                request.scope, request.receive, send
+            response = EventSourceResponse(
+                content=sse_reader, data_sender_callable=forward, headers=headers, ping=self._ping_interval
             )
+            await response(request.scope, request.receive, send)
         finally:
             if self._request_streams.get(stream_id) is queue:
                 del self._request_streams[stream_id]
@@ -225,9 +329,18 @@ class SessionManager(StreamableHTTPSessionManager):
     public hook for either.
     """
 
-    def __init__(self, app: Server[Any], *, event_log: EventLog, sessions: SessionRegistry, **options: Any) -> None:
+    def __init__(
+        self,
+        app: Server[Any],
+        *,
+        event_log: EventLog,
+        sessions: SessionRegistry,
+        ping_interval: float,
+        **options: Any,
+    ) -> None:
         super().__init__(app, event_store=None, **options)
         self._event_log = event_log
+        self._ping_interval = ping_interval
         self._sessions = sessions
         # Our own record: on shutdown the SDK forgets its sessions before it discards them.
         self._open: set[str] = set()
@@ -243,6 +356,7 @@ class SessionManager(StreamableHTTPSessionManager):
             security_settings=self.security_settings,
             retry_interval=self.retry_interval,
             idle_timeout=self.session_idle_timeout,
+            ping_interval=self._ping_interval,
         )
         if requestor is not None:
             self._session_owners[session_id] = requestor

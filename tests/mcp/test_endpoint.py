@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import httpx
 
-from tests.support import INITIALIZE, MCP_HEADERS, ServiceProcess
+from tests.support import (
+    INITIALIZE,
+    MCP_HEADERS,
+    TOOL,
+    ServiceProcess,
+    open_raw_session,
+    parse_sse,
+    running_service,
+)
 
 
 def initialize(service: ServiceProcess, **headers: str) -> httpx.Response:
@@ -34,3 +45,33 @@ def test_delete_ends_the_session(service: ServiceProcess) -> None:
     assert httpx.delete(service.mcp_url, headers=headers).status_code == 200
     ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
     assert httpx.post(service.mcp_url, headers=headers, json=ping).status_code == 404
+
+
+def test_a_tool_call_stream_is_kept_alive_while_its_job_waits(tmp_path: Path) -> None:
+    """The SSE answer to a POST: priming event, pings while idle, ids on every message, the result last."""
+    with running_service(tmp_path, SERVICE_SSE_PING_INTERVAL="0.2") as service:
+        session = open_raw_session(service)
+        call = {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {"name": TOOL, "arguments": {"count": 2, "interval": 1, "caller": "pinged"}},
+        }
+        with httpx.stream("POST", service.mcp_url, headers=session, json=call, timeout=10) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["mcp-session-id"] == session["mcp-session-id"]
+            lines = list(response.iter_lines())
+    pings = [line for line in lines if line.startswith(":")]
+    events = list(parse_sse(iter(lines)))
+    assert len(pings) >= 3  # a second between the two notifications, a ping every 0.2 s
+    assert events[0].data == ""  # the priming event: a resumption point before anything is sent
+    messages = [json.loads(event.data) for event in events[1:]]
+    assert [m["params"]["data"] for m in messages[:2]] == [
+        "Notification 1/2 for pinged",
+        "Notification 2/2 for pinged",
+    ]
+    assert messages[2]["id"] == 7
+    assert messages[2]["result"]["structuredContent"]["sent"] == 2
+    ids = [int(event.id or 0) for event in events]
+    assert ids == sorted(ids)
+    assert ids[0] > 0
