@@ -732,8 +732,8 @@ def write_markdown(results: Results, rows: Sequence[Row], path: Path, plot: Path
         "service: `SERVICE_MAX_COUNT=1000000`, `SERVICE_MAX_EVENTS_PER_SESSION=2000000`. The example keeps 100 events "
         "per stream, so it replays from what it kept.",
         "- Service environment: `SERVICE_LOG_LEVEL=WARNING`, everything else default (SQLite in a fresh temporary "
-        "directory on the same disk). The service's `uvicorn.Server` (see `service/cli.py`) uses uvicorn's `auto` loop and HTTP "
-        "implementation; native modules seen loaded in each server's memory map: " + native + ".",
+        "directory on the same disk). The service's `uvicorn.Server` (`service/cli.py`) uses uvicorn's `auto` loop "
+        "and HTTP implementation; native modules seen loaded in each server's memory map: " + native + ".",
         "- The example and the bare server run uvicorn with `loop=uvloop`, `http=httptools`, access log off; the "
         "service keeps uvicorn's access log on but at WARNING level, so its records are dropped.",
         "",
