@@ -16,12 +16,18 @@ fails against the stock classes. What changes, and why:
 4. A resumed request stream ends after the response, like the original one.
 5. A `Last-Event-ID` that is malformed, unknown, evicted or from another session gets a
    400 with a JSON-RPC error. The SDK answers an empty 200, and the result is lost.
+6. A request POST is answered over SSE by one coroutine that writes frames straight to
+   ASGI `send` (`service.mcp.sse`), batching what is already queued and reusing the JSON
+   the store made. The SDK's `EventSourceResponse` runs a task group of four tasks plus a
+   writer task per call: most of the SDK's own cost per call (`docs/performance.md`).
+   `initialize`, notifications, errors and JSON-response mode keep the SDK's path.
 
 Writers release a stream registration only if it is still their own, so a connection
 that is being replaced cannot tear down its replacement.
 
-Upstream, (2)-(4) belong in `StreamableHTTPServerTransport._replay_events` and (1) in
-`EventStore` itself (pass the session id to `store_event`/`replay_events_after`).
+Upstream, (2)-(4) belong in `StreamableHTTPServerTransport._replay_events`, (1) in
+`EventStore` itself (pass the session id to `store_event`/`replay_events_after`), and (6)
+in `_handle_post_request`.
 """
 
 from __future__ import annotations
