@@ -16,9 +16,9 @@ fails against the stock classes. What changes, and why:
 4. A resumed request stream ends after the response, like the original one.
 5. A `Last-Event-ID` that is malformed, unknown, evicted or from another session gets a
    400 with a JSON-RPC error. The SDK answers an empty 200, and the result is lost.
-6. A request POST is answered over SSE by one coroutine that writes frames straight to
-   ASGI `send` (`service.mcp.sse`), batching what is already queued and reusing the JSON
-   the store made. The SDK's `EventSourceResponse` runs a task group of four tasks plus a
+6. A request POST, and a resumed request stream, are answered over SSE by one coroutine
+   that writes frames straight to ASGI `send` (`service.mcp.sse`), batching what is
+   already queued and reusing the JSON the store made. The SDK's `EventSourceResponse` runs a task group of four tasks plus a
    writer task per call: most of the SDK's own cost per call (`docs/performance.md`).
    `initialize`, notifications, errors and JSON-response mode keep the SDK's path.
 
@@ -33,6 +33,8 @@ in `_handle_post_request`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any
 from uuid import uuid4
@@ -155,21 +157,27 @@ class ResumableTransport(StreamableHTTPServerTransport):
             )
             await response(request.scope, request.receive, send)
             return
+        with self._own_stream(stream_id) as queue:
+            await send(sse.response_start(self.mcp_session_id))
+            if priming is not None:
+                await sse.write(send, sse.frame("", event_id=priming["id"], event=None, retry=priming.get("retry")))
+            try:
+                await self._read_stream_writer.send(self._create_session_message(message, request, stream_id, version))
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                logger.debug("session closed while request %s was dispatched", stream_id)
+                await sse.write(send, b"", more=False)
+                return
+            await self._write_until_response(queue, send, after=0)
+
+    @contextmanager
+    def _own_stream(self, stream_id: StreamId) -> Iterator[MemoryObjectReceiveStream[EventMessage]]:
+        """Register this connection as the one the session routes `stream_id` to, until it is done."""
         queue = self._request_streams[stream_id] = anyio.create_memory_object_stream[EventMessage](
             REQUEST_STREAM_BUFFER_SIZE
         )
         released = self._released[stream_id] = anyio.Event()
         try:
-            await send(sse.response_start(self.mcp_session_id))
-            if priming is not None:
-                await sse.write(send, sse.frame("", event_id=priming["id"], event=None, retry=priming.get("retry")))
-            await self._read_stream_writer.send(self._create_session_message(message, request, stream_id, version))
-            if not await self._write_until_response(queue[1], send):
-                logger.debug("stream %s closed before its response", stream_id)
-                await sse.write(send, b"", more=False)
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            logger.debug("session closed while request %s was dispatched", stream_id)
-            await sse.write(send, b"", more=False)
+            yield queue[1]
         finally:
             if self._request_streams.get(stream_id) is queue:
                 del self._request_streams[stream_id]
@@ -177,8 +185,14 @@ class ResumableTransport(StreamableHTTPServerTransport):
             queue[1].close()
             self._release(stream_id, released)
 
-    async def _write_until_response(self, queue: MemoryObjectReceiveStream[EventMessage], send: Send) -> bool:
-        """Write the stream's messages, batching those already waiting; False if it closed before the response."""
+    async def _write_until_response(
+        self, queue: MemoryObjectReceiveStream[EventMessage], send: Send, *, after: int
+    ) -> None:
+        """Write the stream's messages (batching those already waiting) up to the response, then end it.
+
+        Messages with an id up to `after` were already sent from the store and are skipped.
+        If the stream is closed first (taken over, or the session ended), the response just ends.
+        """
         try:
             is_open = True
             while is_open:
@@ -186,14 +200,18 @@ class ResumableTransport(StreamableHTTPServerTransport):
                 is_open = sse.take_ready(queue, batch)
                 frames = []
                 for event in batch:
+                    if event.event_id and int(event.event_id) <= after:
+                        continue
                     frames.append(sse.frame(self._session_store.json_of(event), event_id=event.event_id))
                     if isinstance(event.message, _FINAL):
                         await sse.write(send, b"".join(frames), more=False)
-                        return True
-                await sse.write(send, b"".join(frames))
+                        return
+                if frames:
+                    await sse.write(send, b"".join(frames))
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             pass
-        return False
+        logger.debug("stream closed before its response")
+        await sse.write(send, b"", more=False)
 
     def _create_event_data(self, event_message: EventMessage) -> SSEEvent:
         """The SDK's SSE event for a message, with the JSON the store already made."""
@@ -207,7 +225,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
     async def _handle_get_request(self, request: Request, send: Send) -> None:
         last_event_id = request.headers.get(LAST_EVENT_ID_HEADER)
         if not last_event_id:
-            await self._serve_stream(GET_STREAM_KEY, request, send, resume=None)
+            await self._serve_standalone_stream(request, send, resume=None)
         else:
             await self._resume(last_event_id, request, send)
 
@@ -226,7 +244,31 @@ class ResumableTransport(StreamableHTTPServerTransport):
             return
         event_id, stream_id = found
         await self._take_over(stream_id)
-        await self._serve_stream(stream_id, request, send, resume=event_id)
+        if stream_id == GET_STREAM_KEY:
+            await self._serve_standalone_stream(request, send, resume=event_id)
+        else:
+            await self._resume_request_stream(stream_id, send, after=event_id)
+
+    async def _resume_request_stream(self, stream_id: StreamId, send: Send, *, after: int) -> None:
+        """Replay a request's stream from the store, then follow it live up to its response.
+
+        The live queue is registered before the store is read, so every event lands in the
+        replay, the queue, or both; the queue's copies of replayed events are skipped by id.
+        """
+        with self._own_stream(stream_id) as queue:
+            await send(sse.response_start(self.mcp_session_id))
+            frames = []
+            for event in await self._session_store.events_after(stream_id, after):
+                after = event.id
+                if event.data is None:
+                    continue  # a priming event: a position, nothing to resend
+                frames.append(sse.frame(event.data.decode(), event_id=str(event.id)))
+                if _is_response(event):
+                    await sse.write(send, b"".join(frames), more=False)
+                    return
+            if frames:
+                await sse.write(send, b"".join(frames))
+            await self._write_until_response(queue, send, after=after)
 
     async def _validate_get(self, request: Request, send: Send) -> bool:
         if not check_accept_headers(request)[1]:
@@ -248,14 +290,16 @@ class ResumableTransport(StreamableHTTPServerTransport):
             with anyio.move_on_after(TAKE_OVER_TIMEOUT):
                 await released.wait()
 
-    async def _serve_stream(self, stream_id: StreamId, request: Request, send: Send, *, resume: int | None) -> None:
-        """Serve one SSE stream: replay from the store what follows `resume`, then go live.
+    async def _serve_standalone_stream(self, request: Request, send: Send, *, resume: int | None) -> None:
+        """Serve the session's GET stream: replay from the store what follows `resume`, then go live.
 
-        The live queue is registered before the store is read, so every event lands in the
-        replay, the queue, or both; the queue's copies of replayed events are skipped by id.
-        A fresh stream starts with a priming event and is served as a resumption from it,
-        so that nothing routed while it was being set up falls through the gap either.
+        As for request streams, the live queue is registered before the store is read. A
+        fresh stream starts with a priming event and is served as a resumption from it, so
+        that nothing routed while it was being set up falls through the gap either. This
+        long-lived stream keeps sse_starlette's `EventSourceResponse`: its exit-signal
+        listener is what ends open GET streams when uvicorn shuts down.
         """
+        stream_id = GET_STREAM_KEY
         priming = None
         if resume is None:
             if not await self._validate_get(request, send):
@@ -275,7 +319,6 @@ class ResumableTransport(StreamableHTTPServerTransport):
         self._request_streams[stream_id] = queue
         self._sse_stream_writers[stream_id] = sse_writer
         released = self._released[stream_id] = anyio.Event()
-        ends_with_response = stream_id != GET_STREAM_KEY
 
         async def forward() -> None:
             try:
@@ -289,14 +332,10 @@ class ResumableTransport(StreamableHTTPServerTransport):
                             if event.data is None:
                                 continue
                             await sse_writer.send({"event": "message", "data": event.data.decode(), "id": str(last)})
-                            if ends_with_response and _is_response(event):
-                                return
                     async for message in queue[1]:
                         if message.event_id and int(message.event_id) <= last:
                             continue  # already replayed from the store
                         await sse_writer.send(self._create_event_data(message))
-                        if ends_with_response and isinstance(message.message, _FINAL):
-                            return
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 logger.debug("stream %s closed", stream_id)
 
