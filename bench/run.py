@@ -92,9 +92,9 @@ FULL = Plan(
     replay_stages=(1000, 99_000, 900_000),
     replays=80,
     out_dir=ROOT / "docs",
-    quiet_wait=3.0,
-    noise_limit=0.5,
-    attempts=2,
+    quiet_wait=10.0,
+    noise_limit=0.2,
+    attempts=3,
 )
 QUICK = Plan(
     rounds=1,
