@@ -696,7 +696,7 @@ def write_markdown(results: Results, rows: Sequence[Row], path: Path, plot: Path
         "Ratios are service/example; the targets compare service-sqlite with the example "
         "(replay: an absolute bound). Higher is better for rates, lower for latency and memory.",
         "",
-        "Where the time goes, and what in the SDK keeps the targets out of reach: "
+        "Each target, what limits the ones not met, and where the time goes: "
         "[performance.md](performance.md) (`uv run python -m bench.profile_server`).",
         "",
     ]

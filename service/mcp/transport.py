@@ -18,8 +18,9 @@ fails against the stock classes. What changes, and why:
    400 with a JSON-RPC error. The SDK answers an empty 200, and the result is lost.
 6. A request POST, and a resumed request stream, are answered over SSE by one coroutine
    that writes frames straight to ASGI `send` (`service.mcp.sse`), batching what is
-   already queued and reusing the JSON the store made. The SDK's `EventSourceResponse` runs a task group of four tasks plus a
-   writer task per call: most of the SDK's own cost per call (`docs/performance.md`).
+   already queued and reusing the JSON the store made. The SDK's `EventSourceResponse`
+   runs a task group of four tasks plus a writer task per call: most of the SDK's own
+   cost per call (`docs/performance.md`).
    `initialize`, notifications, errors and JSON-response mode keep the SDK's path.
 
 Writers release a stream registration only if it is still their own, so a connection
