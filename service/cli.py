@@ -36,8 +36,8 @@ def main() -> None:
     # cyclic collector's full passes, which otherwise rescan it (tens of ms each, the p99 tail).
     gc.freeze()
     # The default (a young-generation pass every 700 net allocations) runs ~200 passes a
-    # second under load, most of them over the live sessions' objects: 10,000 cuts that to a
-    # few, with no cycles left uncollected (bench/run.py: +15-40% calls/s at 10-100 sessions).
+    # second under load, and every tenth reaches the live sessions' objects: 10,000 makes
+    # them rare, and cycles are still collected (docs/performance.md has the figures).
     gc.set_threshold(10_000, 10, 10)
     config = uvicorn.Config(
         app,
