@@ -336,13 +336,19 @@ def measure_tools(results: Results, server: Server) -> None:
         )
 
 
+def _measure_once(results: Results, server: Server, scenario: str, *args: str, timeout: float) -> dict[str, Any] | None:
+    """Wait for quiet, run one load-generator scenario, and record a failure by name."""
+    results.busy_before.append(wait_quiet(results.plan.quiet_wait))
+    result = loadgen(server, scenario, *args, timeout=timeout)
+    if result is None:
+        results.failures.append(f"{server.name} {scenario}")
+    return result
+
+
 def measure_notify(results: Results, server: Server) -> None:
     plan = results.plan
-    results.busy_before.append(wait_quiet(results.plan.quiet_wait))
     args = ["--count", str(plan.notify_count), "--reps", str(plan.notify_reps)]
-    result = loadgen(server, "notify", *args, timeout=600)
-    if result is None:
-        results.failures.append(f"{server.name} notify")
+    if (result := _measure_once(results, server, "notify", *args, timeout=600)) is None:
         return
     results.notify.setdefault(server.name, []).append(result)
     log(
@@ -352,10 +358,8 @@ def measure_notify(results: Results, server: Server) -> None:
 
 
 def measure_rss(results: Results, server: Server) -> None:
-    results.busy_before.append(wait_quiet(results.plan.quiet_wait))
-    result = loadgen(server, "rss", "--sessions", str(results.plan.rss_sessions), timeout=600)
-    if result is None:
-        results.failures.append(f"{server.name} rss")
+    args = ["--sessions", str(results.plan.rss_sessions)]
+    if (result := _measure_once(results, server, "rss", *args, timeout=600)) is None:
         return
     results.rss.setdefault(server.name, []).append(result)
     log(
@@ -366,13 +370,9 @@ def measure_rss(results: Results, server: Server) -> None:
 
 def measure_replay(results: Results, server: Server) -> None:
     plan = results.plan
-    results.busy_before.append(wait_quiet(results.plan.quiet_wait))
     stages = [str(count) for count in plan.replay_stages]
-    result = loadgen(
-        server, "replay", "--stages", *stages, "--replays", str(plan.replays), "--settle", "1.0", timeout=3600
-    )
-    if result is None:
-        results.failures.append(f"{server.name} replay")
+    args = ["--stages", *stages, "--replays", str(plan.replays), "--settle", "1.0"]
+    if (result := _measure_once(results, server, "replay", *args, timeout=3600)) is None:
         return
     results.replay[server.name] = result
     for stage in result["stages"]:

@@ -27,7 +27,7 @@ class HostCheck:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in self.exempt:
             host = Headers(scope=scope).get("host", "")
-            if host not in self.exact and not host.startswith(self.any_port or ("\0",)):
+            if host not in self.exact and not (self.any_port and host.startswith(self.any_port)):
                 await JSONResponse({"detail": "Invalid Host header"}, status_code=421)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

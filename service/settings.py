@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     def _job_logs_fit(self) -> Settings:
         # A job's log is capped like a session's; a larger count would lose its oldest notifications.
         if self.max_count > self.max_events_per_session:
-            raise ValueError("max_count must not exceed max_events_per_session")
+            raise ValueError(f"{ENV_PREFIX}MAX_COUNT must not exceed {ENV_PREFIX}MAX_EVENTS_PER_SESSION")
         return self
 
     def mcp_allowed_hosts(self) -> list[str]:
@@ -112,7 +112,7 @@ def load_settings() -> Settings:
         lines = []
         for error in exc.errors():
             if not error["loc"]:  # a rule across settings: its message names them
-                lines.append(error["msg"].replace("max_", f"{ENV_PREFIX}MAX_").upper().replace("VALUE ERROR, ", ""))
+                lines.append(error["msg"].removeprefix("Value error, "))
                 continue
             variable = f"{ENV_PREFIX}{str(error['loc'][0]).upper()}"
             lines.append(f"{variable}={error.get('input')!r}: {error['msg']}")

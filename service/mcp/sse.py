@@ -24,16 +24,19 @@ PING: Final = b": ping\r\n\r\n"
 BATCH_LIMIT: Final = 64
 
 
+# The SDK's headers for an SSE answer (`EventSourceResponse` adds the content type and
+# `X-Accel-Buffering` itself).
+HEADERS: Final = {"Cache-Control": "no-cache, no-transform", "Connection": "keep-alive"}
+_RAW_HEADERS: Final = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"x-accel-buffering", b"no"),
+    *((name.lower().encode(), value.encode()) for name, value in HEADERS.items()),
+]
+
+
 def response_start(session_id: str | None) -> dict[str, Any]:
-    """The `http.response.start` message of an SSE stream (the SDK's headers)."""
-    headers = [
-        (b"content-type", b"text/event-stream; charset=utf-8"),
-        (b"cache-control", b"no-cache, no-transform"),
-        (b"connection", b"keep-alive"),
-        (b"x-accel-buffering", b"no"),
-    ]
-    if session_id:
-        headers.append((MCP_SESSION_ID_HEADER.encode(), session_id.encode()))
+    """The `http.response.start` message of an SSE stream."""
+    headers = _RAW_HEADERS if not session_id else [*_RAW_HEADERS, (MCP_SESSION_ID_HEADER.encode(), session_id.encode())]
     return {"type": "http.response.start", "status": 200, "headers": headers}
 
 

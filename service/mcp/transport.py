@@ -80,7 +80,6 @@ logger = logging.getLogger(__name__)
 
 TAKE_OVER_TIMEOUT = 5.0
 _FINAL = (JSONRPCResponse, JSONRPCError)  # the messages that end a request's stream
-SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "Connection": "keep-alive"}
 
 
 class ResumableTransport(StreamableHTTPServerTransport):
@@ -201,8 +200,8 @@ class ResumableTransport(StreamableHTTPServerTransport):
                 is_open = sse.take_ready(queue, batch)
                 frames = []
                 for event in batch:
-                    if event.event_id and int(event.event_id) <= after:
-                        continue
+                    if after and event.event_id and int(event.event_id) <= after:
+                        continue  # already replayed from the store
                     frames.append(sse.frame(self._session_store.json_of(event), event_id=event.event_id))
                     if isinstance(event.message, _FINAL):
                         await sse.write(send, b"".join(frames), more=False)
@@ -340,7 +339,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 logger.debug("stream %s closed", stream_id)
 
-        headers = {**SSE_HEADERS, MCP_SESSION_ID_HEADER: self.mcp_session_id or ""}
+        headers = {**sse.HEADERS, MCP_SESSION_ID_HEADER: self.mcp_session_id or ""}
         try:
             response = EventSourceResponse(
                 content=sse_reader, data_sender_callable=forward, headers=headers, ping=self._ping_interval
