@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -15,6 +16,7 @@ from tests.support import (
     open_raw_session,
     parse_sse,
     running_service,
+    wait_for,
 )
 
 
@@ -75,3 +77,31 @@ def test_a_tool_call_stream_is_kept_alive_while_its_job_waits(tmp_path: Path) ->
     ids = [int(event.id or 0) for event in events]
     assert ids == sorted(ids)
     assert ids[0] > 0
+
+
+def test_deleting_a_session_mid_call_ends_its_stream_and_cancels_its_job(service: ServiceProcess) -> None:
+    """The job's sends fail once the session is gone; the call is cancelled with it, nothing keeps running."""
+    session = open_raw_session(service)
+    call = {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "method": "tools/call",
+        "params": {"name": TOOL, "arguments": {"count": 100_000, "interval": 0.001, "caller": "deleted-mid-call"}},
+    }
+    with httpx.stream("POST", service.mcp_url, headers=session, json=call, timeout=10) as response:
+        events = parse_sse(response.iter_lines())
+        next(events)  # priming
+        assert json.loads(next(events).data)["params"]["data"] == "Notification 1/100000 for deleted-mid-call"
+        assert httpx.delete(service.mcp_url, headers=session).status_code == 200
+        rest = [json.loads(event.data) for event in events]  # ends: the session closed the stream
+    assert all("result" not in message for message in rest)
+
+    def job() -> Any:
+        (found,) = [
+            job for job in httpx.get(f"{service.base_url}/jobs").json()["items"] if job["caller"] == "deleted-mid-call"
+        ]
+        return found
+
+    wait_for(lambda: job()["status"] != "running")
+    assert job()["status"] == "cancelled"
+    assert 1 <= job()["sent"] < 100_000
