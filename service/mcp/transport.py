@@ -23,8 +23,8 @@ fails against the stock classes. What changes, and why:
    cost per call (`docs/performance.md`).
    `initialize`, notifications, errors and JSON-response mode keep the SDK's path.
 7. What the session sends is routed (stored, then queued for its stream) in the sending
-   task (`OutboundRouter`), instead of crossing a zero-buffer stream to the SDK's router
-   task: one task switch and one context copy less per outbound message.
+   task (`OutboundRouter`), instead of crossing a zero-buffer stream to a router task the
+   SDK runs per session: a task switch less per outbound message, a task less per session.
 
 Writers release a stream registration only if it is still their own, so a connection
 that is being replaced cannot tear down its replacement.
@@ -53,6 +53,7 @@ from mcp.server.streamable_http import (
     GET_STREAM_KEY,
     LAST_EVENT_ID_HEADER,
     MCP_SESSION_ID_HEADER,
+    REQUEST_CANCELLED,
     REQUEST_STREAM_BUFFER_SIZE,
     EventMessage,
     SSEEvent,
@@ -61,12 +62,14 @@ from mcp.server.streamable_http import (
     check_accept_headers,
 )
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared._context_streams import create_context_streams
 from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import (
     DEFAULT_NEGOTIATED_VERSION,
     INTERNAL_ERROR,
+    ErrorData,
     JSONRPCError,
     JSONRPCRequest,
     JSONRPCResponse,
@@ -104,8 +107,26 @@ class ResumableTransport(StreamableHTTPServerTransport):
     async def connect(
         self,
     ) -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
-        async with super().connect() as (read_stream, write_stream), OutboundRouter(self, write_stream) as router:
+        """The SDK's `connect`, minus its router task: the server's write stream routes each message itself."""
+        if self._idle_timeout is not None:
+            self.idle_scope = anyio.CancelScope()
+        read_stream_writer, read_stream = create_context_streams[SessionMessage | Exception](0)
+        self._read_stream_writer, self._read_stream = read_stream_writer, read_stream
+        router = OutboundRouter(self)
+        try:
             yield read_stream, router
+        finally:
+            await router.aclose()
+            for stream_id in list(self._request_streams):
+                await self._clean_up_memory_streams(stream_id)
+            self._request_streams.clear()
+            await read_stream_writer.aclose()
+            await read_stream.aclose()
+
+    async def _terminate_unanswered_request(self, request_id: RequestId) -> None:
+        """The SDK's `REQUEST_CANCELLED` answer, routed like every other outbound message."""
+        error = ErrorData(code=REQUEST_CANCELLED, message="Request cancelled")
+        await self.route(SessionMessage(JSONRPCError(jsonrpc="2.0", id=request_id, error=error)))
 
     async def route(self, session_message: SessionMessage) -> None:
         """Store an outbound message and queue it for the stream it belongs to, as the SDK's router does.
@@ -408,15 +429,10 @@ class ResumableTransport(StreamableHTTPServerTransport):
 
 
 class OutboundRouter:
-    """The write stream the session's server gets: each message is routed by `send` itself.
+    """The write stream the session's server gets: `send` routes the message in the sender's task."""
 
-    The SDK's router task stays, idle, behind the stream this wraps, for the few messages
-    the transport writes itself; closing this closes it.
-    """
-
-    def __init__(self, transport: ResumableTransport, stream: WriteStream[SessionMessage]) -> None:
+    def __init__(self, transport: ResumableTransport) -> None:
         self._transport = transport
-        self._stream = stream
         self._closed = False
 
     async def send(self, item: SessionMessage, /) -> None:
@@ -426,7 +442,6 @@ class OutboundRouter:
 
     async def aclose(self) -> None:
         self._closed = True
-        await self._stream.aclose()
 
     async def __aenter__(self) -> Self:
         return self

@@ -96,12 +96,35 @@ def test_deleting_a_session_mid_call_ends_its_stream_and_cancels_its_job(service
         rest = [json.loads(event.data) for event in events]  # ends: the session closed the stream
     assert all("result" not in message for message in rest)
 
-    def job() -> Any:
-        (found,) = [
-            job for job in httpx.get(f"{service.base_url}/jobs").json()["items"] if job["caller"] == "deleted-mid-call"
-        ]
-        return found
+    wait_for(lambda: find_job(service, "deleted-mid-call")["status"] != "running")
+    job = find_job(service, "deleted-mid-call")
+    assert job["status"] == "cancelled"
+    assert 1 <= job["sent"] < 100_000
 
-    wait_for(lambda: job()["status"] != "running")
-    assert job()["status"] == "cancelled"
-    assert 1 <= job()["sent"] < 100_000
+
+def test_a_cancelled_call_ends_its_stream_with_a_cancelled_error_and_cancels_its_job(service: ServiceProcess) -> None:
+    """`notifications/cancelled` on the 2025-11-25 wire: the stream ends with code -32800, the job is cancelled."""
+    session = open_raw_session(service)
+    call = {
+        "jsonrpc": "2.0",
+        "id": 4,
+        "method": "tools/call",
+        "params": {"name": TOOL, "arguments": {"count": 100_000, "interval": 0.001, "caller": "cancelled-call"}},
+    }
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 4, "reason": "enough"}}
+    with httpx.stream("POST", service.mcp_url, headers=session, json=call, timeout=10) as response:
+        events = parse_sse(response.iter_lines())
+        next(events)  # priming
+        next(events)  # the first notification: the job is running
+        assert httpx.post(service.mcp_url, headers=session, json=cancel).status_code == 202
+        last = json.loads(list(events)[-1].data)
+    assert last == {"jsonrpc": "2.0", "id": 4, "error": {"code": -32800, "message": "Request cancelled"}}
+    wait_for(lambda: find_job(service, "cancelled-call")["status"] != "running")
+    job = find_job(service, "cancelled-call")
+    assert job["status"] == "cancelled"
+    assert 1 <= job["sent"] < 100_000
+
+
+def find_job(service: ServiceProcess, caller: str) -> Any:
+    (job,) = [job for job in httpx.get(f"{service.base_url}/jobs").json()["items"] if job["caller"] == caller]
+    return job
