@@ -115,6 +115,17 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+
+    def begin_shutdown() -> None:
+        """Interrupt the jobs and end the GET streams, so that open responses end and the server can stop.
+
+        uvicorn waits for open responses before the lifespan's shutdown runs: `service.cli.Server`
+        calls this as shutdown begins.
+        """
+        engine.shutdown()
+        manager.close_streams()
+
+    app.state.begin_shutdown = begin_shutdown
     app.state.services = Services(
         settings=settings, engine=engine, sessions=sessions, auth_required=token_verifier is not None
     )

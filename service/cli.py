@@ -46,16 +46,18 @@ def main() -> None:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
-    Server(config, on_shutdown=app.state.services.engine.shutdown).run()
+    Server(config, on_shutdown=app.state.begin_shutdown).run()
 
 
 class Server(uvicorn.Server):
-    """uvicorn, stopping the running jobs as soon as shutdown begins.
+    """uvicorn, ending the open streams as soon as shutdown begins.
 
     uvicorn waits for open responses before it runs the lifespan's shutdown, and a tool
-    call's stream stays open until its job ends: interrupting the jobs first lets every
-    open call end with its "interrupted" result instead of waiting out the graceful timeout.
-    Run the service under your own uvicorn? Use this class, or expect that wait.
+    call's stream stays open until its job ends, a GET stream until it is closed:
+    `on_shutdown` (the app's `begin_shutdown`) interrupts the jobs, so every open call ends
+    with its "interrupted" result, and closes the GET streams, so their clients resume
+    elsewhere, instead of all waiting out the graceful timeout. Run the service under your
+    own uvicorn? Use this class, or expect that wait.
     """
 
     def __init__(self, config: uvicorn.Config, *, on_shutdown: Callable[[], None]) -> None:

@@ -1,10 +1,10 @@
 """Server-sent events written straight to ASGI `send`, without a response object per stream.
 
-The SDK answers each POST with an `sse_starlette.EventSourceResponse`: a task group of
-four tasks (the stream, a ping timer, a disconnect listener and an exit-signal listener)
-plus a writer task and a memory-stream hand-off per message. For a stream that ends with
-its response, one coroutine that reads the request's queue and calls `send` does the same
-job; `docs/performance.md` has the figures.
+The SDK answers each POST and GET with an `sse_starlette.EventSourceResponse`: a task
+group of four tasks (the stream, a ping timer, a disconnect listener and an exit-signal
+listener) plus a writer task and a memory-stream hand-off per message. One coroutine that
+reads the stream's queue and calls `send` does the same job; `docs/performance.md` has
+the figures.
 """
 
 from __future__ import annotations
@@ -24,19 +24,18 @@ PING: Final = b": ping\r\n\r\n"
 BATCH_LIMIT: Final = 64
 
 
-# The SDK's headers for an SSE answer (`EventSourceResponse` adds the content type and
-# `X-Accel-Buffering` itself).
-HEADERS: Final = {"Cache-Control": "no-cache, no-transform", "Connection": "keep-alive"}
-_RAW_HEADERS: Final = [
+# The headers the SDK's `EventSourceResponse` sends.
+_HEADERS: Final = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"x-accel-buffering", b"no"),
-    *((name.lower().encode(), value.encode()) for name, value in HEADERS.items()),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"connection", b"keep-alive"),
 ]
 
 
 def response_start(session_id: str | None) -> dict[str, Any]:
     """The `http.response.start` message of an SSE stream."""
-    headers = _RAW_HEADERS if not session_id else [*_RAW_HEADERS, (MCP_SESSION_ID_HEADER.encode(), session_id.encode())]
+    headers = _HEADERS if not session_id else [*_HEADERS, (MCP_SESSION_ID_HEADER.encode(), session_id.encode())]
     return {"type": "http.response.start", "status": 200, "headers": headers}
 
 

@@ -16,12 +16,13 @@ fails against the stock classes. What changes, and why:
 4. A resumed request stream ends after the response, like the original one.
 5. A `Last-Event-ID` that is malformed, unknown, evicted or from another session gets a
    400 with a JSON-RPC error. The SDK answers an empty 200, and the result is lost.
-6. A request POST, and a resumed request stream, are answered over SSE by one coroutine
-   that writes frames straight to ASGI `send` (`service.mcp.sse`), batching what is
-   already queued and reusing the JSON the store made. The SDK's `EventSourceResponse`
-   runs a task group of four tasks plus a writer task per call: most of the SDK's own
-   cost per call (`docs/performance.md`).
-   `initialize`, notifications, errors and JSON-response mode keep the SDK's path.
+6. A request POST, the GET stream, and a resumed stream are written by one coroutine
+   straight to ASGI `send` (`service.mcp.sse`), batching what is already queued and
+   reusing the JSON the store made (the GET stream adds a task that watches for the
+   client's disconnect). The SDK's `EventSourceResponse` runs a task group of four tasks
+   plus a writer task per stream: most of the SDK's own cost per call, and about a third
+   of a session's memory (`docs/performance.md`). `initialize`, notifications, errors and
+   JSON-response mode keep the SDK's path.
 7. What the session sends is routed (stored, then queued for its stream) in the sending
    task (`OutboundRouter`), instead of crossing a zero-buffer stream to a router task the
    SDK runs per session: a task switch less per outbound message, a task less per session.
@@ -52,7 +53,6 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http import (
     GET_STREAM_KEY,
     LAST_EVENT_ID_HEADER,
-    MCP_SESSION_ID_HEADER,
     REQUEST_CANCELLED,
     REQUEST_STREAM_BUFFER_SIZE,
     EventMessage,
@@ -76,7 +76,6 @@ from mcp_types import (
     RequestId,
     jsonrpc_message_adapter,
 )
-from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
@@ -233,7 +232,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
                 logger.debug("session closed while request %s was dispatched", stream_id)
                 await sse.write(send, b"", more=False)
                 return
-            await self._write_until_response(queue, send, after=0)
+            await self._write_live(queue, send, after=0)
 
     @contextmanager
     def _own_stream(self, stream_id: StreamId) -> Iterator[MemoryObjectReceiveStream[EventMessage]]:
@@ -251,13 +250,14 @@ class ResumableTransport(StreamableHTTPServerTransport):
             queue[1].close()
             self._release(stream_id, released)
 
-    async def _write_until_response(
-        self, queue: MemoryObjectReceiveStream[EventMessage], send: Send, *, after: int
+    async def _write_live(
+        self, queue: MemoryObjectReceiveStream[EventMessage], send: Send, *, after: int, until_response: bool = True
     ) -> None:
-        """Write the stream's messages (batching those already waiting) up to the response, then end it.
+        """Write the stream's messages as they come (batching those already waiting), then end the response.
 
-        Messages with an id up to `after` were already sent from the store and are skipped.
-        If the stream is closed first (taken over, or the session ended), the response just ends.
+        A request's stream ends after its response; the GET stream when it is closed. Messages
+        with an id up to `after` were already sent from the store and are skipped. If the
+        stream is closed first (taken over, or the session ended), the response just ends.
         """
         try:
             is_open = True
@@ -269,14 +269,14 @@ class ResumableTransport(StreamableHTTPServerTransport):
                     if after and event.event_id and int(event.event_id) <= after:
                         continue  # already replayed from the store
                     frames.append(sse.frame(self._session_store.json_of(event), event_id=event.event_id))
-                    if isinstance(event.message, _FINAL):
+                    if until_response and isinstance(event.message, _FINAL):
                         await sse.write(send, b"".join(frames), more=False)
                         return
                 if frames:
                     await sse.write(send, b"".join(frames))
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             pass
-        logger.debug("stream closed before its response")
+        logger.debug("stream closed")
         await sse.write(send, b"", more=False)
 
     def _create_event_data(self, event_message: EventMessage) -> SSEEvent:
@@ -323,18 +323,25 @@ class ResumableTransport(StreamableHTTPServerTransport):
         """
         with self._own_stream(stream_id) as queue:
             await send(sse.response_start(self.mcp_session_id))
-            frames = []
-            for event in await self._session_store.events_after(stream_id, after):
-                after = event.id
-                if event.data is None:
-                    continue  # a priming event: a position, nothing to resend
-                frames.append(sse.frame(event.data.decode(), event_id=str(event.id)))
-                if _is_response(event):
-                    await sse.write(send, b"".join(frames), more=False)
-                    return
-            if frames:
-                await sse.write(send, b"".join(frames))
-            await self._write_until_response(queue, send, after=after)
+            after, answered = await self._replay(stream_id, send, after=after)
+            if not answered:
+                await self._write_live(queue, send, after=after)
+
+    async def _replay(self, stream_id: StreamId, send: Send, *, after: int) -> tuple[int, bool]:
+        """Send the stream's stored events after `after`; return the last id, and whether the response was
+        among them (the HTTP response has then been ended too)."""
+        frames = []
+        for event in await self._session_store.events_after(stream_id, after):
+            after = event.id
+            if event.data is None:
+                continue  # a priming event: a position, nothing to resend
+            frames.append(sse.frame(event.data.decode(), event_id=str(event.id)))
+            if stream_id != GET_STREAM_KEY and _is_response(event):
+                await sse.write(send, b"".join(frames), more=False)
+                return after, True
+        if frames:
+            await sse.write(send, b"".join(frames))
+        return after, False
 
     async def _validate_get(self, request: Request, send: Send) -> bool:
         if not check_accept_headers(request)[1]:
@@ -361,9 +368,9 @@ class ResumableTransport(StreamableHTTPServerTransport):
 
         As for request streams, the live queue is registered before the store is read. A
         fresh stream starts with a priming event and is served as a resumption from it, so
-        that nothing routed while it was being set up falls through the gap either. This
-        long-lived stream keeps sse_starlette's `EventSourceResponse`: its exit-signal
-        listener is what ends open GET streams when uvicorn shuts down.
+        that nothing routed while it was being set up falls through the gap either. The
+        stream ends when the client goes, or when it is closed (`close_standalone_sse_stream`:
+        a take-over, the session's end, or `SessionManager.close_streams` at shutdown).
         """
         stream_id = GET_STREAM_KEY
         priming = None
@@ -380,47 +387,18 @@ class ResumableTransport(StreamableHTTPServerTransport):
             priming = await self._mint_priming_event(stream_id, version)
             if priming is not None and priming["id"]:
                 resume = int(priming["id"])
-        queue = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
-        sse_writer, sse_reader = anyio.create_memory_object_stream[SSEEvent](0)
-        self._request_streams[stream_id] = queue
-        self._sse_stream_writers[stream_id] = sse_writer
-        released = self._released[stream_id] = anyio.Event()
-
-        async def forward() -> None:
-            try:
-                async with sse_writer, queue[1]:
-                    if priming is not None:
-                        await sse_writer.send(priming)
-                    last = 0 if resume is None else resume
-                    if resume is not None:
-                        for event in await self._session_store.events_after(stream_id, resume):
-                            last = event.id
-                            if event.data is None:
-                                continue
-                            await sse_writer.send({"event": "message", "data": event.data.decode(), "id": str(last)})
-                    async for message in queue[1]:
-                        if message.event_id and int(message.event_id) <= last:
-                            continue  # already replayed from the store
-                        await sse_writer.send(self._create_event_data(message))
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                logger.debug("stream %s closed", stream_id)
-
-        headers = {**sse.HEADERS, MCP_SESSION_ID_HEADER: self.mcp_session_id or ""}
-        try:
-            response = EventSourceResponse(
-                content=sse_reader, data_sender_callable=forward, headers=headers, ping=self._ping_interval
-            )
-            await response(request.scope, request.receive, send)
-        finally:
-            if self._request_streams.get(stream_id) is queue:
-                del self._request_streams[stream_id]
-            if self._sse_stream_writers.get(stream_id) is sse_writer:
-                del self._sse_stream_writers[stream_id]
-            queue[0].close()
-            queue[1].close()
-            sse_writer.close()
-            sse_reader.close()
-            self._release(stream_id, released)
+        with self._own_stream(stream_id) as queue:
+            await send(sse.response_start(self.mcp_session_id))
+            if priming is not None:
+                await sse.write(send, sse.frame("", event_id=priming["id"], event=None, retry=priming.get("retry")))
+            # Writing to a client that has gone does not fail: its disconnect is what ends the stream.
+            async with anyio.create_task_group() as watch:
+                watch.start_soon(_cancel_on_disconnect, request.receive, watch.cancel_scope)
+                after = 0
+                if resume is not None:
+                    after, _ = await self._replay(stream_id, send, after=resume)
+                await self._write_live(queue, send, after=after, until_response=False)
+                watch.cancel_scope.cancel()
 
     def _release(self, stream_id: StreamId, released: anyio.Event) -> None:
         released.set()
@@ -452,6 +430,12 @@ class OutboundRouter:
         await self.aclose()
 
 
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
 def _is_response(event: StoredEvent) -> bool:
     message = pydantic_core.from_json(event.data or b"{}")
     return isinstance(message, dict) and "method" not in message and ("result" in message or "error" in message)
@@ -479,6 +463,11 @@ class SessionManager(StreamableHTTPSessionManager):
         self._sessions = sessions
         # Our own record: on shutdown the SDK forgets its sessions before it discards them.
         self._open: set[str] = set()
+
+    def close_streams(self) -> None:
+        """End every open GET stream: at shutdown, so that clients resume elsewhere instead of holding it up."""
+        for transport in self._server_instances.values():
+            transport.close_standalone_sse_stream()
 
     def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
