@@ -128,3 +128,21 @@ def test_a_cancelled_call_ends_its_stream_with_a_cancelled_error_and_cancels_its
 def find_job(service: ServiceProcess, caller: str) -> Any:
     (job,) = [job for job in httpx.get(f"{service.base_url}/jobs").json()["items"] if job["caller"] == caller]
     return job
+
+
+def test_a_get_stream_whose_client_went_away_is_released(service: ServiceProcess) -> None:
+    """Writes to a gone client do not fail, so the stream must notice the disconnect itself, or the session's
+    one GET stream stays taken (409) and the session never idles out."""
+    session = open_raw_session(service)
+
+    def open_get() -> int:
+        with httpx.stream("GET", service.mcp_url, headers=session, timeout=5) as response:
+            if response.status_code == 200:
+                next(parse_sse(response.iter_lines()))  # the priming event: the stream is registered
+            return response.status_code
+
+    assert open_get() == 200  # and the client hangs up
+    wait_for(lambda: open_get() == 200, timeout=5)
+    with httpx.stream("GET", service.mcp_url, headers=session, timeout=5) as held:
+        assert held.status_code == 200
+        assert httpx.get(service.mcp_url, headers=session, timeout=5).status_code == 409
