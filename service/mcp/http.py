@@ -17,6 +17,15 @@ class TrimmedHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, "headers": [(name, value.strip(b" \t")) for name, value in scope["headers"]]}
+        # Copied only when a value is padded: a GET stream holds its scope for as long as it is open.
+        if scope["type"] == "http" and any(_padded(value) for _, value in scope["headers"]):
+            scope = {**scope, "headers": [(name, value.strip(_SPACE)) for name, value in scope["headers"]]}
         await self.app(scope, receive, send)
+
+
+_SPACE = b" \t"
+_EDGES = (b" ", b"\t")
+
+
+def _padded(value: bytes) -> bool:
+    return value.startswith(_EDGES) or value.endswith(_EDGES)

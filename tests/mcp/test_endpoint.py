@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,23 @@ def test_a_get_stream_whose_client_went_away_is_released(service: ServiceProcess
     with httpx.stream("GET", service.mcp_url, headers=session, timeout=5) as held:
         assert held.status_code == 200
         assert httpx.get(service.mcp_url, headers=session, timeout=5).status_code == 409
+
+
+def test_padded_header_values_are_read_without_their_padding(service: ServiceProcess) -> None:
+    """RFC 9110: whitespace around a field value is not part of it (httptools keeps it, the SDK compares it)."""
+    session_id = open_raw_session(service)["mcp-session-id"]
+
+    def ping(session_header: str) -> bytes:
+        body = b'{"jsonrpc": "2.0", "id": 9, "method": "ping"}'
+        head = (
+            f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{service.port}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json, text/event-stream\r\nMcp-Session-Id:{session_header}\r\n"
+            f"MCP-Protocol-Version: 2025-11-25\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", service.port), timeout=5) as sock:
+            sock.sendall(head.encode() + body)
+            return b"".join(iter(lambda: sock.recv(65536), b""))
+
+    assert ping(f" {session_id}").startswith(b"HTTP/1.1 200")
+    assert ping(f" {session_id} \t").startswith(b"HTTP/1.1 200")
+    assert ping(f" {session_id}x").startswith(b"HTTP/1.1 404")
