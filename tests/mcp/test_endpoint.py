@@ -54,12 +54,7 @@ def test_a_tool_call_stream_is_kept_alive_while_its_job_waits(tmp_path: Path) ->
     """The SSE answer to a POST: priming event, pings while idle, ids on every message, the result last."""
     with running_service(tmp_path, SERVICE_SSE_PING_INTERVAL="0.2") as service:
         session = open_raw_session(service)
-        call = {
-            "jsonrpc": "2.0",
-            "id": 7,
-            "method": "tools/call",
-            "params": {"name": TOOL, "arguments": {"count": 2, "interval": 1, "caller": "pinged"}},
-        }
+        call = tool_call(7, count=2, interval=1, caller="pinged")
         with httpx.stream("POST", service.mcp_url, headers=session, json=call, timeout=10) as response:
             assert response.headers["content-type"].startswith("text/event-stream")
             assert response.headers["mcp-session-id"] == session["mcp-session-id"]
@@ -83,12 +78,7 @@ def test_a_tool_call_stream_is_kept_alive_while_its_job_waits(tmp_path: Path) ->
 def test_deleting_a_session_mid_call_ends_its_stream_and_cancels_its_job(service: ServiceProcess) -> None:
     """The job's sends fail once the session is gone; the call is cancelled with it, nothing keeps running."""
     session = open_raw_session(service)
-    call = {
-        "jsonrpc": "2.0",
-        "id": 3,
-        "method": "tools/call",
-        "params": {"name": TOOL, "arguments": {"count": 100_000, "interval": 0.001, "caller": "deleted-mid-call"}},
-    }
+    call = tool_call(3, count=100_000, interval=0.001, caller="deleted-mid-call")
     with httpx.stream("POST", service.mcp_url, headers=session, json=call, timeout=10) as response:
         events = parse_sse(response.iter_lines())
         next(events)  # priming
@@ -96,22 +86,13 @@ def test_deleting_a_session_mid_call_ends_its_stream_and_cancels_its_job(service
         assert httpx.delete(service.mcp_url, headers=session).status_code == 200
         rest = [json.loads(event.data) for event in events]  # ends: the session closed the stream
     assert all("result" not in message for message in rest)
-
-    wait_for(lambda: find_job(service, "deleted-mid-call")["status"] != "running")
-    job = find_job(service, "deleted-mid-call")
-    assert job["status"] == "cancelled"
-    assert 1 <= job["sent"] < 100_000
+    assert_cancelled_midway(service, "deleted-mid-call")
 
 
 def test_a_cancelled_call_ends_its_stream_with_a_cancelled_error_and_cancels_its_job(service: ServiceProcess) -> None:
     """`notifications/cancelled` on the 2025-11-25 wire: the stream ends with code -32800, the job is cancelled."""
     session = open_raw_session(service)
-    call = {
-        "jsonrpc": "2.0",
-        "id": 4,
-        "method": "tools/call",
-        "params": {"name": TOOL, "arguments": {"count": 100_000, "interval": 0.001, "caller": "cancelled-call"}},
-    }
+    call = tool_call(4, count=100_000, interval=0.001, caller="cancelled-call")
     cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 4, "reason": "enough"}}
     with httpx.stream("POST", service.mcp_url, headers=session, json=call, timeout=10) as response:
         events = parse_sse(response.iter_lines())
@@ -120,15 +101,29 @@ def test_a_cancelled_call_ends_its_stream_with_a_cancelled_error_and_cancels_its
         assert httpx.post(service.mcp_url, headers=session, json=cancel).status_code == 202
         last = json.loads(list(events)[-1].data)
     assert last == {"jsonrpc": "2.0", "id": 4, "error": {"code": -32800, "message": "Request cancelled"}}
-    wait_for(lambda: find_job(service, "cancelled-call")["status"] != "running")
-    job = find_job(service, "cancelled-call")
-    assert job["status"] == "cancelled"
-    assert 1 <= job["sent"] < 100_000
+    assert_cancelled_midway(service, "cancelled-call")
 
 
-def find_job(service: ServiceProcess, caller: str) -> Any:
-    (job,) = [job for job in httpx.get(f"{service.base_url}/jobs").json()["items"] if job["caller"] == caller]
-    return job
+def tool_call(request_id: int, **arguments: Any) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": TOOL, "arguments": arguments},
+    }
+
+
+def assert_cancelled_midway(service: ServiceProcess, caller: str) -> None:
+    """The caller's one job ends (its cancellation may land just after the stream does) as cancelled, part sent."""
+
+    def job() -> Any:
+        (found,) = [job for job in httpx.get(f"{service.base_url}/jobs").json()["items"] if job["caller"] == caller]
+        return found
+
+    wait_for(lambda: job()["status"] != "running")
+    final = job()
+    assert final["status"] == "cancelled"
+    assert 1 <= final["sent"] < final["count"]
 
 
 def test_a_get_stream_whose_client_went_away_is_released(service: ServiceProcess) -> None:
