@@ -328,8 +328,11 @@ class ResumableTransport(StreamableHTTPServerTransport):
                 await self._write_live(queue, send, after=after)
 
     async def _replay(self, stream_id: StreamId, send: Send, *, after: int) -> tuple[int, bool]:
-        """Send the stream's stored events after `after`; return the last id, and whether the response was
-        among them (the HTTP response has then been ended too)."""
+        """Send the stream's stored events after `after`, in one write.
+
+        Returns the last id sent, and whether the response was among them (the HTTP
+        response is then ended too).
+        """
         frames = []
         for event in await self._session_store.events_after(stream_id, after):
             after = event.id
