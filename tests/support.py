@@ -152,6 +152,12 @@ async def mcp_client(
             yield client
 
 
+def tool_call(request_id: int, arguments: Any, *, name: str = TOOL) -> dict[str, Any]:
+    """A `tools/call` request as a client sends it (arguments as given, valid or not)."""
+    params = {"name": name, "arguments": arguments}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
 def open_raw_session(service: ServiceProcess, **headers: str) -> dict[str, str]:
     """Initialize a 2025-11-25 session by hand; return the headers that address it."""
     response = httpx.post(service.mcp_url, headers={**MCP_HEADERS, **headers}, json=INITIALIZE)

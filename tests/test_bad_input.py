@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import TOOL, ServiceProcess, open_raw_session, parse_sse, running_service
+from tests.support import TOOL, ServiceProcess, open_raw_session, parse_sse, running_service, tool_call
 
 INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, PARSE_ERROR = -32600, -32601, -32602, -32700
 
@@ -43,10 +43,7 @@ def post(service: ServiceProcess, headers: dict[str, str], content: bytes | str)
 
 
 def call(name: str, arguments: Any) -> str:
-
-    return json.dumps(
-        {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
-    )
+    return json.dumps(tool_call(7, arguments, name=name))
 
 
 @pytest.mark.parametrize(

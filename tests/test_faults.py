@@ -16,7 +16,16 @@ import httpx
 import psutil
 import pytest
 
-from tests.support import INITIALIZE, MCP_HEADERS, TOOL, ServiceProcess, mcp_client, running_service, wait_for
+from tests.support import (
+    INITIALIZE,
+    MCP_HEADERS,
+    TOOL,
+    ServiceProcess,
+    mcp_client,
+    running_service,
+    tool_call,
+    wait_for,
+)
 
 
 async def open_session(http: httpx.AsyncClient) -> str:
@@ -28,9 +37,7 @@ async def open_session(http: httpx.AsyncClient) -> str:
 
 
 def raw_tool_call(port: int, session_id: str, arguments: dict[str, Any]) -> bytes:
-    body = json.dumps(
-        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": TOOL, "arguments": arguments}}
-    ).encode()
+    body = json.dumps(tool_call(1, arguments)).encode()
     head = (
         f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
         f"Accept: application/json, text/event-stream\r\nMcp-Session-Id: {session_id}\r\n"

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
-from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, EventMessage
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, EventMessage, SSEEvent
 from starlette.types import Send
 
 # Proxies close connections that stay silent: a comment line every so often (the setting
@@ -54,6 +54,11 @@ def frame(data: str, *, event_id: str | None = None, event: str | None = "messag
         parts.append(f"retry: {retry}\r\n")
     parts.append("\r\n")
     return "".join(parts).encode()
+
+
+def priming_frame(event: SSEEvent) -> bytes:
+    """The SDK's priming event: an id (and the retry interval) for the client to resume from, no data."""
+    return frame("", event_id=event["id"], event=None, retry=event.get("retry"))
 
 
 async def write(send: Send, body: bytes, *, more: bool = True) -> None:

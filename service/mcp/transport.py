@@ -225,7 +225,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
         with self._own_stream(stream_id) as queue:
             await send(sse.response_start(self.mcp_session_id))
             if priming is not None:
-                await sse.write(send, sse.frame("", event_id=priming["id"], event=None, retry=priming.get("retry")))
+                await sse.write(send, sse.priming_frame(priming))
             try:
                 await self._read_stream_writer.send(self._create_session_message(message, request, stream_id, version))
             except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -339,6 +339,8 @@ class ResumableTransport(StreamableHTTPServerTransport):
             if event.data is None:
                 continue  # a priming event: a position, nothing to resend
             frames.append(sse.frame(event.data.decode(), event_id=str(event.id)))
+            # Checked for each event: a client may reuse a finished request's id, and that
+            # request's events then follow the response on the same stream.
             if stream_id != GET_STREAM_KEY and _is_response(event):
                 await sse.write(send, b"".join(frames), more=False)
                 return after, True
@@ -393,7 +395,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
         with self._own_stream(stream_id) as queue:
             await send(sse.response_start(self.mcp_session_id))
             if priming is not None:
-                await sse.write(send, sse.frame("", event_id=priming["id"], event=None, retry=priming.get("retry")))
+                await sse.write(send, sse.priming_frame(priming))
             # Writing to a client that has gone does not fail: its disconnect is what ends the stream.
             async with anyio.create_task_group() as watch:
                 watch.start_soon(_cancel_on_disconnect, request.receive, watch.cancel_scope)

@@ -12,11 +12,11 @@ import httpx
 from tests.support import (
     INITIALIZE,
     MCP_HEADERS,
-    TOOL,
     ServiceProcess,
     open_raw_session,
     parse_sse,
     running_service,
+    tool_call,
     wait_for,
 )
 
@@ -54,7 +54,7 @@ def test_a_tool_call_stream_is_kept_alive_while_its_job_waits(tmp_path: Path) ->
     """The SSE answer to a POST: priming event, pings while idle, ids on every message, the result last."""
     with running_service(tmp_path, SERVICE_SSE_PING_INTERVAL="0.2") as service:
         session = open_raw_session(service)
-        call = tool_call(7, count=2, interval=1, caller="pinged")
+        call = tool_call(7, {"count": 2, "interval": 1, "caller": "pinged"})
         with httpx.stream("POST", service.mcp_url, headers=session, json=call, timeout=10) as response:
             assert response.headers["content-type"].startswith("text/event-stream")
             assert response.headers["mcp-session-id"] == session["mcp-session-id"]
@@ -78,7 +78,7 @@ def test_a_tool_call_stream_is_kept_alive_while_its_job_waits(tmp_path: Path) ->
 def test_deleting_a_session_mid_call_ends_its_stream_and_cancels_its_job(service: ServiceProcess) -> None:
     """The job's sends fail once the session is gone; the call is cancelled with it, nothing keeps running."""
     session = open_raw_session(service)
-    call = tool_call(3, count=100_000, interval=0.001, caller="deleted-mid-call")
+    call = tool_call(3, {"count": 100_000, "interval": 0.001, "caller": "deleted-mid-call"})
     with httpx.stream("POST", service.mcp_url, headers=session, json=call, timeout=10) as response:
         events = parse_sse(response.iter_lines())
         next(events)  # priming
@@ -92,7 +92,7 @@ def test_deleting_a_session_mid_call_ends_its_stream_and_cancels_its_job(service
 def test_a_cancelled_call_ends_its_stream_with_a_cancelled_error_and_cancels_its_job(service: ServiceProcess) -> None:
     """`notifications/cancelled` on the 2025-11-25 wire: the stream ends with code -32800, the job is cancelled."""
     session = open_raw_session(service)
-    call = tool_call(4, count=100_000, interval=0.001, caller="cancelled-call")
+    call = tool_call(4, {"count": 100_000, "interval": 0.001, "caller": "cancelled-call"})
     cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 4, "reason": "enough"}}
     with httpx.stream("POST", service.mcp_url, headers=session, json=call, timeout=10) as response:
         events = parse_sse(response.iter_lines())
@@ -102,15 +102,6 @@ def test_a_cancelled_call_ends_its_stream_with_a_cancelled_error_and_cancels_its
         last = json.loads(list(events)[-1].data)
     assert last == {"jsonrpc": "2.0", "id": 4, "error": {"code": -32800, "message": "Request cancelled"}}
     assert_cancelled_midway(service, "cancelled-call")
-
-
-def tool_call(request_id: int, **arguments: Any) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": request_id,
-        "method": "tools/call",
-        "params": {"name": TOOL, "arguments": arguments},
-    }
 
 
 def assert_cancelled_midway(service: ServiceProcess, caller: str) -> None:

@@ -13,7 +13,14 @@ import httpx
 import pytest
 
 from tests import faults
-from tests.support import TOOL, ServiceProcess, ensure_node_client, open_raw_session, running_service, unavailable
+from tests.support import (
+    ServiceProcess,
+    ensure_node_client,
+    open_raw_session,
+    running_service,
+    tool_call,
+    unavailable,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -77,12 +84,7 @@ async def test_typescript_client_resumes_with_its_resumption_token(resumable: Se
 
 
 def call_and_collect_ids(service: ServiceProcess, headers: dict[str, str], count: int) -> list[str]:
-    call = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": TOOL, "arguments": {"interval": 0, "count": count, "caller": "raw"}},
-    }
+    call = tool_call(1, {"interval": 0, "count": count, "caller": "raw"})
     with httpx.stream("POST", service.mcp_url, headers=headers, json=call) as response:
         return [line[4:] for line in response.iter_lines() if line.startswith("id: ")]
 
