@@ -83,6 +83,7 @@ class _LiveJob:
     changed: anyio.Event | None = None
     """Set at the next change; created only when someone follows the job (it is on the hot path)."""
     cancel_status: JobStatus = JobStatus.CANCELLED
+    """What a cancellation ends the job as: `shutdown` makes it interrupted."""
 
     def touch(self) -> None:
         """Wake whoever follows this job; the next follower arms a fresh event."""
@@ -159,24 +160,39 @@ class JobEngine:
         owner: str | None = None,
         sinks: Sequence[Sink] = (),
     ) -> Job:
-        """Check the limits, record the job and start it; return its first snapshot."""
-        if self._task_group is None:
+        """Check the limits, record the job and start it in the engine's task group; return its first snapshot."""
+        task_group = self._task_group
+        if task_group is None:
             raise RuntimeError("the job engine is not running")
         self._check(spec, session_id)
         job = Job.new(spec, origin, session_id, owner)
         await self._storage.save_job(job)
-        live = _LiveJob(job, list(sinks))
-        self._live[job.id] = live
-        self._task_group.start_soon(self._run, live, name=f"job {job.id}")
+        live = self._live[job.id] = _LiveJob(job, list(sinks))
+        task_group.start_soon(self._run, live, name=f"job {job.id}")
         return job.model_copy()
 
-    async def wait(self, job_id: str) -> Job | None:
-        """Block until the job ends and return its final state (None for an unknown id)."""
-        live = self._live.get(job_id)
-        if live is not None:
-            await live.done.wait()
-            return live.job.model_copy()
-        return await self._storage.get_job(job_id)
+    async def run(
+        self,
+        spec: JobSpec,
+        *,
+        origin: JobOrigin,
+        session_id: str | None = None,
+        owner: str | None = None,
+        sinks: Sequence[Sink] = (),
+    ) -> Job:
+        """Check the limits and run the job in the caller's task; return its final state.
+
+        For a caller that waits for the end anyway (an MCP tool call): no task of its own
+        and no hand-off when it ends. Cancelling the caller cancels the job, recorded as
+        cancelled; `shutdown` and `cancel` reach it as they reach any other job.
+        """
+        if self._task_group is None:
+            raise RuntimeError("the job engine is not running")
+        self._check(spec, session_id)
+        job = Job.new(spec, origin, session_id, owner)
+        live = self._live[job.id] = _LiveJob(job, list(sinks))
+        await self._run(live)
+        return live.job
 
     async def cancel(self, job_id: str) -> Job | None:
         """Cancel a job and wait until it has stopped; a job that already ended is returned as is."""
@@ -256,8 +272,10 @@ class JobEngine:
             job.status, job.error = JobStatus.FAILED, str(exc) or type(exc).__name__
         finally:
             with anyio.CancelScope(shield=True):
-                if not job.status.is_final:  # cancelled from outside, e.g. by the task group
-                    job.status = JobStatus.INTERRUPTED
+                if not job.status.is_final:
+                    # Cancelled from outside: the caller of `run` gave up (cancelled), or the
+                    # task group is stopping, after `shutdown` (interrupted).
+                    job.status = live.cancel_status
                 job.finished_at = utcnow()
                 try:
                     await self._storage.save_job(job)

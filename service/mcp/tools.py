@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from mcp.server.context import ServerRequestContext
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp_types import CallToolResult, TextContent, Tool
@@ -102,7 +101,7 @@ async def start_notification_stream(
     session_id = ctx.request.headers.get(MCP_SESSION_ID_HEADER) if ctx.request is not None else None
     assert ctx.request_id is not None
     try:
-        job = await engine.start(
+        job = await engine.run(
             spec,
             origin=JobOrigin.MCP,
             session_id=session_id,
@@ -111,11 +110,4 @@ async def start_notification_stream(
         )
     except JobRejected as exc:
         return error_result(str(exc))
-    try:
-        final = await engine.wait(job.id)
-    except anyio.get_cancelled_exc_class():
-        with anyio.CancelScope(shield=True):
-            await engine.cancel(job.id)
-        raise
-    assert final is not None
-    return job_result(final)
+    return job_result(job)

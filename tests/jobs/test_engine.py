@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import pytest
@@ -52,7 +52,9 @@ async def test_a_job_sends_every_notification_then_completes(engine: JobEngine, 
     sink = ListSink()
     job = await engine.start(spec(count=4), origin=JobOrigin.REST, sinks=[sink])
     assert job.status is JobStatus.PENDING
-    final = await engine.wait(job.id)
+    async for _ in engine.follow(job.id):
+        pass
+    final = await engine.get(job.id)
     assert final is not None
     assert (final.status, final.sent) == (JobStatus.COMPLETED, 4)
     assert final.started_at is not None
@@ -74,6 +76,67 @@ async def test_cancel_stops_a_job_and_records_how_far_it_got(engine: JobEngine) 
     assert cancelled.status is JobStatus.CANCELLED
     assert 3 <= cancelled.sent < 100
     assert cancelled.sent == len(sink.received)
+
+
+async def test_run_runs_the_job_in_the_callers_task_and_returns_its_final_state(
+    engine: JobEngine, storage: MemoryStorage
+) -> None:
+    tasks: set[object] = set()
+
+    class TaskSink(ListSink):
+        async def send(self, notification: Notification) -> None:
+            tasks.add(anyio.get_current_task().id)
+            await super().send(notification)
+
+    sink = TaskSink()
+    final = await engine.run(spec(count=3), origin=JobOrigin.MCP, session_id="s", sinks=[sink])
+    assert (final.status, final.sent, len(sink.received)) == (JobStatus.COMPLETED, 3, 3)
+    assert tasks == {anyio.get_current_task().id}
+    assert await storage.get_job(final.id) == final
+    assert engine.running_count == 0
+
+
+async def _run_until_second_notification(engine: JobEngine, on_second: Callable[[str], None]) -> Job:
+    """Run a long job; call `on_second(job_id)` from its sink at the second notification."""
+
+    class Trigger:
+        async def send(self, notification: Notification) -> None:
+            if notification.index == 2:
+                on_second(notification.job_id)
+
+    with anyio.fail_after(5):
+        return await engine.run(spec(count=100, interval=0.01), origin=JobOrigin.MCP, sinks=[Trigger()])
+
+
+async def test_cancelling_the_caller_of_run_records_the_job_as_cancelled(
+    engine: JobEngine, storage: MemoryStorage
+) -> None:
+    job_ids: list[str] = []
+    with anyio.CancelScope() as caller:
+
+        def give_up(job_id: str) -> None:
+            job_ids.append(job_id)
+            caller.cancel()
+
+        await _run_until_second_notification(engine, give_up)
+    assert caller.cancelled_caught
+    saved = await storage.get_job(job_ids[0])
+    assert saved is not None
+    assert (saved.status, saved.sent) == (JobStatus.CANCELLED, 2)
+    assert engine.running_count == 0
+
+
+async def test_cancel_and_shutdown_reach_a_job_run_in_its_callers_task(engine: JobEngine) -> None:
+    async with anyio.create_task_group() as task_group:
+
+        def cancel(job_id: str) -> None:
+            task_group.start_soon(engine.cancel, job_id)
+
+        cancelled = await _run_until_second_notification(engine, cancel)
+    interrupted = await _run_until_second_notification(engine, lambda _: engine.shutdown())
+    assert (cancelled.status, interrupted.status) == (JobStatus.CANCELLED, JobStatus.INTERRUPTED)
+    assert 2 <= cancelled.sent < 100
+    assert interrupted.sent == 2
 
 
 async def test_limits_are_enforced_with_messages_that_name_them(engine: JobEngine) -> None:
@@ -98,9 +161,7 @@ async def test_limits_are_enforced_with_messages_that_name_them(engine: JobEngin
 
 async def test_a_broken_sink_does_not_stop_the_job_or_other_sinks(engine: JobEngine) -> None:
     good = ListSink()
-    job = await engine.start(spec(count=3), origin=JobOrigin.REST, sinks=[BrokenSink(), good])
-    final = await engine.wait(job.id)
-    assert final is not None
+    final = await engine.run(spec(count=3), origin=JobOrigin.REST, sinks=[BrokenSink(), good])
     assert final.status is JobStatus.COMPLETED
     assert len(good.received) == 3
 
@@ -145,8 +206,7 @@ async def test_notifications_keep_to_the_schedule(engine: JobEngine) -> None:
             times.append(anyio.current_time())
             await anyio.sleep(0.04)
 
-    job = await engine.start(spec(count=6, interval=0.05), origin=JobOrigin.REST, sinks=[SlowSink()])
-    await engine.wait(job.id)
+    await engine.run(spec(count=6, interval=0.05), origin=JobOrigin.REST, sinks=[SlowSink()])
     # On schedule the last send is due 5 * 0.05 = 0.25 s after the first; had each delay
     # accumulated, it would come 5 * (0.05 + 0.04) = 0.45 s after it.
     assert times[-1] - times[0] < 0.40, times
