@@ -260,7 +260,8 @@ class JobEngine:
                 live.touch()
                 start = anyio.current_time()
                 for index in range(1, job.count + 1):
-                    await anyio.sleep_until(start + (index - 1) * job.interval)
+                    if index > 1:  # the first is due now: no trip through the event loop for it
+                        await anyio.sleep_until(start + (index - 1) * job.interval)
                     notification = Notification(job.id, index, job.count, job.caller)
                     await self._storage.append(scope, LOG_STREAM, notification.to_json())
                     job.sent = index
