@@ -9,7 +9,7 @@ the figures.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -33,10 +33,16 @@ _HEADERS: Final = [
 ]
 
 
-def response_start(session_id: str | None) -> dict[str, Any]:
-    """The `http.response.start` message of an SSE stream."""
+async def start(send: Send, session_id: str | None, priming: SSEEvent | None = None) -> None:
+    """Start an SSE response: its headers, then the priming event if there is one.
+
+    The priming event (the SDK's) carries only an id, and the retry interval, for the
+    client to resume from should the connection drop before anything else is sent.
+    """
     headers = _HEADERS if not session_id else [*_HEADERS, (MCP_SESSION_ID_HEADER.encode(), session_id.encode())]
-    return {"type": "http.response.start", "status": 200, "headers": headers}
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if priming is not None:
+        await write(send, frame("", event_id=priming["id"], event=None, retry=priming.get("retry")))
 
 
 def frame(data: str, *, event_id: str | None = None, event: str | None = "message", retry: int | None = None) -> bytes:
@@ -54,11 +60,6 @@ def frame(data: str, *, event_id: str | None = None, event: str | None = "messag
         parts.append(f"retry: {retry}\r\n")
     parts.append("\r\n")
     return "".join(parts).encode()
-
-
-def priming_frame(event: SSEEvent) -> bytes:
-    """The SDK's priming event: an id (and the retry interval) for the client to resume from, no data."""
-    return frame("", event_id=event["id"], event=None, retry=event.get("retry"))
 
 
 async def write(send: Send, body: bytes, *, more: bool = True) -> None:

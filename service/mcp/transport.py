@@ -223,9 +223,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
             await response(request.scope, request.receive, send)
             return
         with self._own_stream(stream_id) as queue:
-            await send(sse.response_start(self.mcp_session_id))
-            if priming is not None:
-                await sse.write(send, sse.priming_frame(priming))
+            await sse.start(send, self.mcp_session_id, priming)
             try:
                 await self._read_stream_writer.send(self._create_session_message(message, request, stream_id, version))
             except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -322,7 +320,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
         replay, the queue, or both; the queue's copies of replayed events are skipped by id.
         """
         with self._own_stream(stream_id) as queue:
-            await send(sse.response_start(self.mcp_session_id))
+            await sse.start(send, self.mcp_session_id)
             after, answered = await self._replay(stream_id, send, after=after)
             if not answered:
                 await self._write_live(queue, send, after=after)
@@ -393,9 +391,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
             if priming is not None and priming["id"]:
                 resume = int(priming["id"])
         with self._own_stream(stream_id) as queue:
-            await send(sse.response_start(self.mcp_session_id))
-            if priming is not None:
-                await sse.write(send, sse.priming_frame(priming))
+            await sse.start(send, self.mcp_session_id, priming)
             # Writing to a client that has gone does not fail: its disconnect is what ends the stream.
             async with anyio.create_task_group() as watch:
                 watch.start_soon(_cancel_on_disconnect, request.receive, watch.cancel_scope)
