@@ -14,9 +14,11 @@ the caller instead of growing memory.
 
 from __future__ import annotations
 
+import itertools
+import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -53,6 +55,9 @@ CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at DESC, id DESC);
 """
 
 _Row = tuple[int, str, str, bytes | None]
+
+WRITE_CHUNK = 32
+"""Rows per `executemany` call in a flush (see `_execute_in_chunks`)."""
 
 
 class SQLiteStorage:
@@ -221,13 +226,14 @@ class SQLiteStorage:
 
             def write(db: sqlite3.Connection) -> None:
                 with db:
-                    db.executemany("INSERT INTO events (id, scope, stream, data) VALUES (?, ?, ?, ?)", rows)
-                    db.executemany(
+                    _execute_in_chunks(db, "INSERT INTO events (id, scope, stream, data) VALUES (?, ?, ?, ?)", rows)
+                    _execute_in_chunks(
+                        db,
                         "INSERT OR REPLACE INTO jobs (id, status, owner, created_at, body) VALUES (?, ?, ?, ?, ?)",
-                        [
+                        (
                             (j.id, j.status.value, j.owner, j.created_at.isoformat(), j.model_dump_json())
                             for j in jobs.values()
-                        ],
+                        ),
                     )
                     db.executemany(
                         "INSERT OR REPLACE INTO ended_scopes (scope, expires_at) VALUES (?, ?)", ended.items()
@@ -324,6 +330,21 @@ class SQLiteStorage:
             if db is not None:
                 db.close()
         self._db = self._reader = None
+
+
+def _execute_in_chunks(db: sqlite3.Connection, sql: str, rows: Iterable[tuple[object, ...]]) -> None:
+    """`executemany` in chunks, offering the core (and the GIL) to the event loop's thread between them.
+
+    Where the loop and this thread share one core, a flush written in one go delays the
+    request in flight by all of it (about 1.5 ms at 800 calls/s): that was the p99 of a
+    lightly loaded server. In chunks, the loop takes its turn between them when it has
+    work, and the flush goes straight on when it has none.
+    """
+    remaining = iter(rows)
+    while chunk := list(itertools.islice(remaining, WRITE_CHUNK)):
+        db.executemany(sql, chunk)
+        if hasattr(os, "sched_yield"):
+            os.sched_yield()
 
 
 def _purge_expired(db: sqlite3.Connection) -> None:

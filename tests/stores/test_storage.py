@@ -11,7 +11,7 @@ import pytest
 from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus
 from service.stores.base import Storage
 from service.stores.memory import MemoryStorage
-from service.stores.sqlite import SQLiteStorage
+from service.stores.sqlite import WRITE_CHUNK, SQLiteStorage
 
 pytestmark = pytest.mark.anyio
 
@@ -124,3 +124,20 @@ async def test_sqlite_keeps_everything_across_a_reopen(tmp_path: Path) -> None:
         assert await storage.get_job(job.id) == job
         assert [e.data for e in await storage.read("job:x", "log")] == [b"one"]
         assert await storage.append("job:x", "log", b"two") > first
+
+
+async def test_sqlite_writes_a_flush_larger_than_a_chunk_whole(tmp_path: Path) -> None:
+    """A flush is written in chunks of `WRITE_CHUNK` rows: none is lost at a chunk's edge."""
+    path = tmp_path / "chunks.db"
+    payloads = [f"e{i}".encode() for i in range(2 * WRITE_CHUNK + 1)]
+    jobs = [a_job(caller=f"c{i}") for i in range(WRITE_CHUNK + 1)]
+    async with SQLiteStorage(path, max_events_per_scope=10_000, retention=60, flush_interval=5) as storage:
+        for payload in payloads:
+            await storage.append("job:x", "log", payload)
+        for job in jobs:
+            await storage.save_job(job)
+        await storage.flush()  # one flush, well before the periodic one
+    async with SQLiteStorage(path, max_events_per_scope=10_000, retention=60) as storage:
+        assert [e.data for e in await storage.read("job:x", "log")] == payloads
+        listed = await storage.list_jobs(status=None, owner=None, limit=len(jobs) + 1, offset=0)
+        assert sorted(job.caller for job in listed) == sorted(job.caller for job in jobs)
