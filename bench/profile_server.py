@@ -31,6 +31,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
+
 from bench.run import LOADGEN_CORE, MCP_SERVERS, ROOT, _pin, loadgen, running
 
 IDLE_LEAVES = ("Condition.wait", "Queue.get", "Thread._wait_for_tstate_lock", "select (selectors")
@@ -103,24 +105,40 @@ def owner(frames: list[str]) -> str:
     return "(none of ours: framework, SDK, server)"
 
 
-def summarize(path: Path, top: int = 25) -> str:
+def summarize(path: Path, top: int = 25, cpu_us: tuple[float, float] | None = None) -> str:
+    """The samples three ways; with `cpu_us` (the measured CPU per call, or per notification, of
+    the event loop's thread and of the worker threads), also the self time by package in us."""
     total = 0
     by_package: collections.Counter[str] = collections.Counter()
+    # Keyed by "in a worker thread" (False: the event loop's thread).
+    by_thread_package = {False: collections.Counter[str](), True: collections.Counter[str]()}
     by_leaf: collections.Counter[str] = collections.Counter()
     by_owner: collections.Counter[str] = collections.Counter()
-    threads = 0
     for frames, count in frames_of(path):
         total += count
         by_package[package(frames[-1])] += count
+        by_thread_package["Thread._bootstrap" in frames[0]][package(frames[-1])] += count
         by_leaf[function(frames[-1])] += count
-        if "Thread._bootstrap" in frames[0]:
-            threads += count
         by_owner[owner(frames)] += count
     if total == 0:
         return "no samples"
+    threads = by_thread_package[True].total()
     lines = [f"{total} samples (idle excluded); {100 * threads / total:.1f}% in worker threads", ""]
     lines.append("self time by package:")
     lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in by_package.most_common()]
+    if cpu_us is not None:
+        # A worker thread that is runnable but waiting for the core (or the GIL) is sampled as busy, so
+        # raw shares overstate it when it shares one core with the event loop: weigh each thread's
+        # samples by the CPU that thread really used.
+        lines += ["", "self time by package, us per call or notification (each thread's samples weighed by its CPU):"]
+        per_call: dict[str, float] = collections.defaultdict(float)
+        for worker, us in zip((False, True), cpu_us, strict=True):
+            samples = by_thread_package[worker].total()
+            for name, n in by_thread_package[worker].items():
+                per_call[name] += us * n / samples
+        lines += [f"  {us:7.0f}  {name}" for name, us in sorted(per_call.items(), key=lambda item: -item[1])]
+        in_all = sum(per_call.values())
+        lines.append(f"  {in_all:7.0f}  in all (event loop thread {cpu_us[0]:.0f}, worker threads {cpu_us[1]:.0f})")
     lines += ["", "time under our functions (innermost frame of ours, with the library calls it makes):"]
     lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in by_owner.most_common(top)]
     lines += ["", "top self time:"]
@@ -135,6 +153,7 @@ def profile(server_name: str, scenario: str, sessions: int, duration: float, rat
     with running(server_name) as server:
         # Warm up, so that start-up and first-call costs stay out of the samples.
         loadgen(server, "tools", "--sessions", str(sessions), "--duration", "2", "--warmup", "0.5", timeout=120)
+        before = thread_cpu(server.pid)
         spy_args = ["--rate", str(rate), "--duration", str(int(duration)), "--format", "raw", "--output", str(out)]
         spy = subprocess.Popen(
             [py_spy, "record", "--nonblocking", "--pid", str(server.pid), *spy_args],
@@ -151,20 +170,33 @@ def profile(server_name: str, scenario: str, sessions: int, duration: float, rat
         _, err = spy.communicate(timeout=duration + 60)
         if spy.returncode != 0:
             raise SystemExit(f"py-spy failed: {err.decode(errors='replace')}")
+        after = thread_cpu(server.pid)
+    loop_cpu, worker_cpu = (after[i] - before[i] for i in range(2))
+    cpu_us = None
     if result is not None and scenario == "tools":
-        per_call = 1e6 * result["server_cpu"] / result["calls_per_s"]
+        per_unit = 1e6 * result["server_cpu"] / result["calls_per_s"]
         print(
             f"{server_name}: {result['calls_per_s']:.0f} calls/s at {sessions} sessions, server CPU "
-            f"{result['server_cpu']:.2f} cores = {per_call:.0f} us per call (under the profiler); "
+            f"{result['server_cpu']:.2f} cores = {per_unit:.0f} us per call (under the profiler); "
             f"other processes {result['other_cpu']:.2f} cores"
         )
     elif result is not None:
-        per_event = 1e6 * result["server_cpu"] / result["notifications_per_s"]
+        per_unit = 1e6 * result["server_cpu"] / result["notifications_per_s"]
         print(
             f"{server_name}: {result['notifications_per_s']:.0f} notifications/s, server CPU "
-            f"{result['server_cpu']:.2f} cores = {per_event:.0f} us per notification (under the profiler)"
+            f"{result['server_cpu']:.2f} cores = {per_unit:.0f} us per notification (under the profiler)"
         )
-    print(summarize(out))
+    if result is not None and loop_cpu + worker_cpu > 0:
+        loop_share = loop_cpu / (loop_cpu + worker_cpu)
+        cpu_us = (per_unit * loop_share, per_unit * (1 - loop_share))
+    print(summarize(out, cpu_us=cpu_us))
+
+
+def thread_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds used so far by the process's main thread (the event loop) and by its other threads."""
+    threads = psutil.Process(pid).threads()
+    main = sum(t.user_time + t.system_time for t in threads if t.id == pid)
+    return main, sum(t.user_time + t.system_time for t in threads if t.id != pid)
 
 
 def main() -> None:

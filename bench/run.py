@@ -565,6 +565,11 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
 
 
+def _fmt_ratio(value: float) -> str:
+    """Three decimals: at two, 1.4992x would print as 1.50x next to a FAIL against ">= 1.5x"."""
+    return f"{value:.3f}x" if value == value and abs(value) < 10 else _fmt(value) + "x"
+
+
 def table(rows: Sequence[Row]) -> list[str]:
     header = ["metric", "unit", SERVICE_SQLITE, SERVICE_MEMORY, EXAMPLE, "sqlite/example", "memory/example", "target"]
     header.append("sqlite vs target")
@@ -574,8 +579,8 @@ def table(rows: Sequence[Row]) -> list[str]:
             row.metric,
             row.unit,
             *(_fmt(row.values.get(name, float("nan"))) for name in MCP_SERVERS),
-            _fmt(row.ratio(SERVICE_SQLITE)) + "x",
-            _fmt(row.ratio(SERVICE_MEMORY)) + "x",
+            _fmt_ratio(row.ratio(SERVICE_SQLITE)),
+            _fmt_ratio(row.ratio(SERVICE_MEMORY)),
             row.target.describe() + (" ms" if row.target and row.target.absolute is not None else "")
             if row.target
             else "",
