@@ -131,13 +131,13 @@ def summarize(path: Path, top: int = 25, cpu_us: tuple[float, float] | None = No
         # raw shares overstate it when it shares one core with the event loop: weigh each thread's
         # samples by the CPU that thread really used.
         lines += ["", "self time by package, us per call or notification (each thread's samples weighed by its CPU):"]
-        per_call: dict[str, float] = collections.defaultdict(float)
+        us_by_package: dict[str, float] = collections.defaultdict(float)
         for worker, us in zip((False, True), cpu_us, strict=True):
             samples = by_thread_package[worker].total()
             for name, n in by_thread_package[worker].items():
-                per_call[name] += us * n / samples
-        lines += [f"  {us:7.0f}  {name}" for name, us in sorted(per_call.items(), key=lambda item: -item[1])]
-        in_all = sum(per_call.values())
+                us_by_package[name] += us * n / samples
+        lines += [f"  {us:7.0f}  {name}" for name, us in sorted(us_by_package.items(), key=lambda item: -item[1])]
+        in_all = sum(us_by_package.values())
         lines.append(f"  {in_all:7.0f}  in all (event loop thread {cpu_us[0]:.0f}, worker threads {cpu_us[1]:.0f})")
     lines += ["", "time under our functions (innermost frame of ours, with the library calls it makes):"]
     lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in by_owner.most_common(top)]
@@ -171,7 +171,7 @@ def profile(server_name: str, scenario: str, sessions: int, duration: float, rat
         if spy.returncode != 0:
             raise SystemExit(f"py-spy failed: {err.decode(errors='replace')}")
         after = thread_cpu(server.pid)
-    loop_cpu, worker_cpu = (after[i] - before[i] for i in range(2))
+    loop_cpu, worker_cpu = after[0] - before[0], after[1] - before[1]
     cpu_us = None
     if result is not None and scenario == "tools":
         per_unit = 1e6 * result["server_cpu"] / result["calls_per_s"]
