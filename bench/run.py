@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -828,43 +828,20 @@ def write_plot(results: Results, rows: Sequence[Row], path: Path) -> bool:
 
 
 def dump(results: Results, path: Path) -> None:
-    data = {
-        "plan": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(results.plan).items()},
-        "machine": results.machine,
-        "generated": results.generated,
-        "tools": results.tools,
-        "notify": results.notify,
-        "rss": results.rss,
-        "replay": results.replay,
-        "native": results.native,
-        "busy_before": results.busy_before,
-        "failures": results.failures,
-        "retries": results.retries,
-        "code": results.code,
-    }
+    data = {item.name: getattr(results, item.name) for item in fields(Results)}
+    data["plan"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(results.plan).items()}
     path.write_text(json.dumps(data, indent=1))
 
 
 def load(path: Path) -> Results:
     """A run written by `dump`, to render again (`--render`)."""
     data = json.loads(path.read_text())
-    stored = data["plan"]
+    stored = data.pop("plan")
     plan = Plan(**{**stored, "out_dir": Path(stored["out_dir"]), "replay_stages": tuple(stored["replay_stages"])})
-    tools = {name: {int(sessions): runs for sessions, runs in by.items()} for name, by in data["tools"].items()}
-    return Results(
-        plan,
-        tools,
-        data["notify"],
-        data["rss"],
-        data["replay"],
-        data["native"],
-        data["busy_before"],
-        data["failures"],
-        data["retries"],
-        data["code"],
-        data["machine"],
-        data.get("generated", "an unrecorded date"),
-    )
+    # JSON keys are strings: the session counts were ints.
+    data["tools"] = {name: {int(sessions): runs for sessions, runs in by.items()} for name, by in data["tools"].items()}
+    data.setdefault("generated", "an unrecorded date")
+    return Results(plan, **{item.name: data[item.name] for item in fields(Results) if item.name in data})
 
 
 def report(results: Results, out_dir: Path) -> None:

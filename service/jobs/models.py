@@ -73,7 +73,8 @@ def new_job_id() -> str:
     """
     rand = int.from_bytes(os.urandom(10), "big") >> 6
     millis = time.time_ns() // 1_000_000
-    value = millis << 80 | 0x7 << 76 | (rand >> 62) << 64 | 0b10 << 62 | rand & (1 << 62) - 1
+    # 48-bit time | version 7 | 12 random bits | variant 0b10 | 62 random bits
+    value = (millis << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
     return f"{value:032x}"
 
 
