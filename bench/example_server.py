@@ -18,12 +18,18 @@ Behaviour matches the example (python-sdk `examples/servers/simple-streamablehtt
 - Starlette, with a lifespan that enters `manager.run()`, under uvicorn (uvloop, httptools,
   access log off).
 
-    uv run python -m bench.example_server --port 3000 [--json-response] [--resource-updated]
+    uv run python -m bench.example_server --port 3000 [--json-response] [--resource-updated] [--floor]
+
+`--floor` is not the example: it is the least work the SDK's session manager and low-level
+server do for a tool call, a lower bound for any server built on them. Answers in JSON (the
+call's notification has no stream to go to and is dropped), no event store, and the
+cyclic collector tuned as the service tunes it (`service.cli`).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -142,7 +148,7 @@ def make_call_tool(
     return call_tool
 
 
-def build_app(*, json_response: bool = False, resource_updated: bool = False) -> ASGIApp:
+def build_app(*, json_response: bool = False, resource_updated: bool = False, event_store: bool = True) -> ASGIApp:
     server: Server[Any] = Server(
         "mcp-streamable-http-demo",
         on_list_tools=list_tools,
@@ -150,7 +156,7 @@ def build_app(*, json_response: bool = False, resource_updated: bool = False) ->
     )
     manager = StreamableHTTPSessionManager(
         server,
-        event_store=BoundedMemoryEventStore(),
+        event_store=BoundedMemoryEventStore() if event_store else None,
         json_response=json_response,
         security_settings=TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
@@ -182,11 +188,20 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument("--json-response", action="store_true", help="one JSON body per POST instead of SSE")
     parser.add_argument("--resource-updated", action="store_true", help="end each call as the SDK's example does")
+    parser.add_argument("--floor", action="store_true", help="the SDK's least work per call (see above)")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = build_app(
+        json_response=args.json_response or args.floor,
+        resource_updated=args.resource_updated,
+        event_store=not args.floor,
+    )
+    if args.floor:
+        gc.freeze()
+        gc.set_threshold(10_000, 10, 10)
     uvicorn.run(
-        build_app(json_response=args.json_response, resource_updated=args.resource_updated),
+        app,
         host="127.0.0.1",
         port=args.port,
         loop="uvloop",

@@ -302,7 +302,7 @@ class McpSession:
         start = time.perf_counter()
         ex = await self.conn.request(b"POST", self.path, self._headers, body, sse=reader)
         latency = time.perf_counter() - start
-        last = reader.last_data
+        last = reader.last_data or ex.body  # an SSE answer's last event, or a JSON answer
         ok = ex.status == 200 and b'"result"' in last and b'"isError":true' not in last
         return CallOutcome(latency, reader.data_events - 1, ok, list(reader.ids) if keep_ids else [])
 

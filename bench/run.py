@@ -48,6 +48,10 @@ SERVICE_MEMORY = "service-memory"
 EXAMPLE = "example"
 BARE = "bare"
 MCP_SERVERS = (SERVICE_SQLITE, SERVICE_MEMORY, EXAMPLE)
+# Measured for tool calls at 1 session only, where the SDK sets the limit (docs/performance.md):
+SERVICE_INLINE = "service-inline"  # the service, each request handled in its POST's task (bench/inline_dispatch.py)
+SDK_FLOOR = "sdk-floor"  # the SDK's least work per call (bench/example_server.py --floor)
+SDK_LIMIT_SERVERS = (SERVICE_INLINE, SDK_FLOOR)
 
 PACKAGES = (
     "mcp",
@@ -154,18 +158,19 @@ def server_command(
     # The snapshot of service/ (see `freeze_code`) comes first, so that edits made to the working tree
     # while the benchmark runs do not change what later rounds measure.
     env["PYTHONPATH"] = os.pathsep.join([*([str(CODE_SNAPSHOT)] if CODE_SNAPSHOT else []), str(ROOT)])
-    if name in (SERVICE_SQLITE, SERVICE_MEMORY):
+    if name in (SERVICE_SQLITE, SERVICE_MEMORY, SERVICE_INLINE):
         env |= {
             "SERVICE_PORT": str(port),
-            "SERVICE_STORE": "sqlite" if name == SERVICE_SQLITE else "memory",
+            "SERVICE_STORE": "memory" if name == SERVICE_MEMORY else "sqlite",
             "SERVICE_SQLITE_PATH": str(workdir / "service.db"),
             "SERVICE_LOG_LEVEL": "WARNING",
         }
         if large_history:
             env |= {"SERVICE_MAX_COUNT": "1000000", "SERVICE_MAX_EVENTS_PER_SESSION": "2000000"}
-        return [sys.executable, "-m", "service"], env
-    if name == EXAMPLE:
-        return [sys.executable, "-m", "bench.example_server", "--port", str(port)], env
+        return [sys.executable, "-m", "bench.inline_dispatch" if name == SERVICE_INLINE else "service"], env
+    if name in (EXAMPLE, SDK_FLOOR):
+        floor = ["--floor"] if name == SDK_FLOOR else []
+        return [sys.executable, "-m", "bench.example_server", "--port", str(port), *floor], env
     if name == BARE:
         return [sys.executable, "-m", "bench.bare_server", "--port", str(port)], env
     raise ValueError(name)
@@ -307,9 +312,9 @@ class Results:
     generated: str = ""
 
 
-def measure_tools(results: Results, server: Server) -> None:
+def measure_tools(results: Results, server: Server, session_counts: Sequence[int] = SESSIONS) -> None:
     plan = results.plan
-    for sessions in SESSIONS:
+    for sessions in session_counts:
         # Sessions in a closed loop finish their calls in waves: a longer window keeps 100 of them from
         # quantizing the count.
         duration = plan.duration * (2 if sessions >= 100 else 1)
@@ -396,7 +401,7 @@ def rotated(names: Sequence[str], by: int) -> list[str]:
 
 def run(plan: Plan) -> Results:
     results = Results(plan)
-    everyone = (*MCP_SERVERS, BARE)
+    everyone = (*MCP_SERVERS, BARE, *SDK_LIMIT_SERVERS)
     for round_no in range(plan.rounds):
         order = rotated(everyone, round_no)
         log(f"round {round_no + 1}/{plan.rounds}: {', '.join(order)}")
@@ -404,6 +409,9 @@ def run(plan: Plan) -> Results:
             try:
                 with running(name) as server:
                     results.native[name] = server.native_modules()
+                    if name in SDK_LIMIT_SERVERS:
+                        measure_tools(results, server, (1,))
+                        continue
                     measure_tools(results, server)
                     if name != BARE:
                         measure_notify(results, server)
@@ -614,6 +622,31 @@ def calibration_lines(results: Results) -> list[str]:
     return lines
 
 
+def sdk_limit_lines(results: Results) -> list[str]:
+    """Tool calls at 1 session: the service and the example against what the SDK leaves room for."""
+    lines = [
+        "| server | calls/s | p50 ms | p99 ms | CPU per call, us | calls/s vs example | p99 vs example |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    runs = {name: results.tools.get(name, {}).get(1, []) for name in (EXAMPLE, SERVICE_SQLITE, *SDK_LIMIT_SERVERS)}
+    medians = {
+        name: {
+            "rate": _median([r["calls_per_s"] for r in rows]),
+            "p50": _median([r["p50_ms"] for r in rows]),
+            "p99": _median([r["p99_ms"] for r in rows]),
+            "cpu": _median([1e6 * r["server_cpu"] / r["calls_per_s"] for r in rows]),
+        }
+        for name, rows in runs.items()
+    }
+    example = medians[EXAMPLE]
+    for name, m in medians.items():
+        lines.append(
+            f"| {name} | {_fmt(m['rate'])} | {_fmt(m['p50'])} | {_fmt(m['p99'])} | {_fmt(m['cpu'])} | "
+            f"{_fmt_ratio(m['rate'] / example['rate'])} | {_fmt_ratio(m['p99'] / example['p99'])} |"
+        )
+    return lines
+
+
 def noise_lines(results: Results) -> list[str]:
     other = [
         r["other_cpu"]
@@ -624,7 +657,7 @@ def noise_lines(results: Results) -> list[str]:
     ]
     server = {
         name: _median([r["server_cpu"] for per in results.tools.get(name, {}).values() for r in per])
-        for name in (*MCP_SERVERS, BARE)
+        for name in (*MCP_SERVERS, BARE, *SDK_LIMIT_SERVERS)
     }
     lines = [
         f"- CPU used by other processes on the machine during the tool-call runs: median {_median(other):.2f} cores, "
@@ -710,6 +743,18 @@ def write_markdown(results: Results, rows: Sequence[Row], path: Path, plot: Path
     if plot is not None:
         text += [f"![throughput and latency]({plot.name})", ""]
     text += [
+        "## Where the SDK sets the limit: tool calls at 1 session",
+        "",
+        f"Measured in the same rounds. **{SERVICE_INLINE}** is the service with each request handled in its "
+        "own POST's task (`bench/inline_dispatch.py`, through the SDK dispatcher's private members): what an SDK "
+        "entry point for that would buy; the SDK's dispatcher instead reads each request in a task of its own "
+        f"and spawns another to handle it. **{SDK_FLOOR}** is the least work the SDK's session manager and "
+        "low-level server do for a call (`bench/example_server.py --floor`: JSON answers, so the call's "
+        "notification is dropped; no event store; the collector tuned as the service tunes it), a bound for "
+        "any server built on them, below what the benchmark's calls require.",
+        "",
+        *sdk_limit_lines(results),
+        "",
         "## Load generator ceiling",
         "",
         "The same load generator against a bare Starlette endpoint (`bench/bare_server.py`) that answers each POST "
