@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.run import LOADGEN_CORE, MCP_SERVERS, ROOT, _pin, loadgen, running
+from bench.run import LOADGEN_CORE, MCP_SERVERS, ROOT, SDK_LIMIT_SERVERS, _pin, loadgen, running
 
 IDLE_LEAVES = ("Condition.wait", "Queue.get", "Thread._wait_for_tstate_lock", "select (selectors")
 PACKAGES = (
@@ -201,7 +201,7 @@ def thread_cpu(pid: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--server", choices=MCP_SERVERS, default=MCP_SERVERS[0])
+    parser.add_argument("--server", choices=(*MCP_SERVERS, *SDK_LIMIT_SERVERS), default=MCP_SERVERS[0])
     parser.add_argument(
         "--scenario", choices=["tools", "notify"], default="tools", help="tool calls (count=1), or one long stream"
     )
