@@ -1,7 +1,7 @@
 """Benchmark: this service (SQLite and memory stores) against the SDK's simple streamable HTTP example.
 
     uv run python -m bench.run            # the full run (about 25 minutes), writes docs/benchmarks.{md,png,json}
-    uv run python -m bench.run --quick    # a smoke run (under 2 minutes), writes to bench/results/ instead
+    uv run python -m bench.run --quick    # a smoke run (under 2 minutes) to bench/results/; exits 1 on errors
     uv run python -m bench.run --render docs/benchmarks.json   # the report again, from a run's stored figures
 
 Each server runs pinned to core 0 and the load generator (`bench.loadgen`) to core 1.
@@ -933,6 +933,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     results.generated = time.strftime("%Y-%m-%d %H:%M %Z")
     report(results, plan.out_dir)
     print(f"\nwrote {plan.out_dir / 'benchmarks.md'} in {time.monotonic() - started:.0f} s")
+    if args.quick and (problems := smoke_problems(results)):
+        raise SystemExit("smoke run failed: " + "; ".join(problems))
+
+
+def smoke_problems(results: Results) -> list[str]:
+    """What makes a smoke run fail: a measurement that did not complete, or calls answered with errors."""
+    errors = [
+        f"{name} tools x{sessions}: {result['errors']} errors"
+        for name, by_sessions in results.tools.items()
+        for sessions, runs in by_sessions.items()
+        for result in runs
+        if result["errors"]
+    ]
+    return [*results.failures, *errors]
 
 
 if __name__ == "__main__":
