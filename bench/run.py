@@ -750,8 +750,8 @@ def write_markdown(results: Results, rows: Sequence[Row], path: Path, plot: Path
         "entry point for that would buy; the SDK's dispatcher instead reads each request in a task of its own "
         f"and spawns another to handle it. **{SDK_FLOOR}** is the least work the SDK's session manager and "
         "low-level server do for a call (`bench/example_server.py --floor`: JSON answers, so the call's "
-        "notification is dropped; no event store; the collector tuned as the service tunes it), a bound for "
-        "any server built on them, below what the benchmark's calls require.",
+        "notification is dropped; no event store; the collector tuned as the service tunes it): a reference "
+        "for servers built on them, doing less than the benchmark's calls require.",
         "",
         *sdk_limit_lines(results),
         "",
