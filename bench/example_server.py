@@ -21,7 +21,7 @@ Behaviour matches the example (python-sdk `examples/servers/simple-streamablehtt
     uv run python -m bench.example_server --port 3000 [--json-response] [--resource-updated] [--floor]
 
 `--floor` is not the example: it is the least work the SDK's session manager and low-level
-server do for a tool call, a lower bound for any server built on them. Answers in JSON (the
+server do for a tool call, a reference for servers built on them. Answers in JSON (the
 call's notification has no stream to go to and is dropped), no event store, and the
 cyclic collector tuned as the service tunes it (`service.cli`).
 """

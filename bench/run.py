@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ MCP_SERVERS = (SERVICE_SQLITE, SERVICE_MEMORY, EXAMPLE)
 SERVICE_INLINE = "service-inline"  # the service, each request handled in its POST's task (bench/inline_dispatch.py)
 SDK_FLOOR = "sdk-floor"  # the SDK's least work per call (bench/example_server.py --floor)
 SDK_LIMIT_SERVERS = (SERVICE_INLINE, SDK_FLOOR)
+EVERY_SERVER = (*MCP_SERVERS, BARE, *SDK_LIMIT_SERVERS)
 
 PACKAGES = (
     "mcp",
@@ -401,9 +403,8 @@ def rotated(names: Sequence[str], by: int) -> list[str]:
 
 def run(plan: Plan) -> Results:
     results = Results(plan)
-    everyone = (*MCP_SERVERS, BARE, *SDK_LIMIT_SERVERS)
     for round_no in range(plan.rounds):
-        order = rotated(everyone, round_no)
+        order = rotated(EVERY_SERVER, round_no)
         log(f"round {round_no + 1}/{plan.rounds}: {', '.join(order)}")
         for name in order:
             try:
@@ -437,6 +438,15 @@ def run(plan: Plan) -> Results:
 
 def _median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
+
+
+def _cpu_per_call(run: dict[str, Any]) -> float:
+    return 1e6 * float(run["server_cpu"]) / float(run["calls_per_s"])
+
+
+def _tools_median(results: Results, name: str, sessions: int, value: Callable[[dict[str, Any]], float]) -> float:
+    """The median over rounds of one figure of a server's tool-call runs at a session count."""
+    return _median([value(run) for run in results.tools.get(name, {}).get(sessions, [])])
 
 
 @dataclass(frozen=True)
@@ -483,8 +493,8 @@ class Row:
 def summarize(results: Results) -> list[Row]:
     rows: list[Row] = []
 
-    def tools_metric(key: str, sessions: int, names: Sequence[str] = MCP_SERVERS) -> dict[str, float]:
-        return {name: _median([r[key] for r in results.tools.get(name, {}).get(sessions, [])]) for name in names}
+    def tools_metric(key: str, sessions: int) -> dict[str, float]:
+        return {name: _tools_median(results, name, sessions, itemgetter(key)) for name in MCP_SERVERS}
 
     for sessions in SESSIONS:
         rows.append(
@@ -498,12 +508,7 @@ def summarize(results: Results) -> list[Row]:
         )
     # The same comparison in CPU time, which other processes on the machine disturb far less than wall time.
     for sessions in SESSIONS:
-        per_call = {
-            name: _median(
-                [1e6 * r["server_cpu"] / r["calls_per_s"] for r in results.tools.get(name, {}).get(sessions, [])]
-            )
-            for name in MCP_SERVERS
-        }
+        per_call = {name: _tools_median(results, name, sessions, _cpu_per_call) for name in MCP_SERVERS}
         rows.append(
             Row(
                 f"server CPU per tool call, {sessions} sessions",
@@ -613,7 +618,7 @@ def calibration_lines(results: Results) -> list[str]:
         bare_cpu = _median([r["loadgen_cpu"] for r in bare])
         mcp = [r for name in MCP_SERVERS for r in results.tools.get(name, {}).get(sessions, [])]
         best = max(
-            (_median([r["calls_per_s"] for r in results.tools.get(n, {}).get(sessions, [])]) for n in MCP_SERVERS),
+            (_tools_median(results, name, sessions, itemgetter("calls_per_s")) for name in MCP_SERVERS),
             default=float("nan"),
         )
         cpu = max((r["loadgen_cpu"] for r in mcp), default=float("nan"))
@@ -628,15 +633,15 @@ def sdk_limit_lines(results: Results) -> list[str]:
         "| server | calls/s | p50 ms | p99 ms | CPU per call, us | calls/s vs example | p99 vs example |",
         "|---|---|---|---|---|---|---|",
     ]
-    runs = {name: results.tools.get(name, {}).get(1, []) for name in (EXAMPLE, SERVICE_SQLITE, *SDK_LIMIT_SERVERS)}
+    values: dict[str, Callable[[dict[str, Any]], float]] = {
+        "rate": itemgetter("calls_per_s"),
+        "p50": itemgetter("p50_ms"),
+        "p99": itemgetter("p99_ms"),
+        "cpu": _cpu_per_call,
+    }
     medians = {
-        name: {
-            "rate": _median([r["calls_per_s"] for r in rows]),
-            "p50": _median([r["p50_ms"] for r in rows]),
-            "p99": _median([r["p99_ms"] for r in rows]),
-            "cpu": _median([1e6 * r["server_cpu"] / r["calls_per_s"] for r in rows]),
-        }
-        for name, rows in runs.items()
+        name: {key: _tools_median(results, name, 1, value) for key, value in values.items()}
+        for name in (EXAMPLE, SERVICE_SQLITE, *SDK_LIMIT_SERVERS)
     }
     example = medians[EXAMPLE]
     for name, m in medians.items():
@@ -657,7 +662,7 @@ def noise_lines(results: Results) -> list[str]:
     ]
     server = {
         name: _median([r["server_cpu"] for per in results.tools.get(name, {}).values() for r in per])
-        for name in (*MCP_SERVERS, BARE, *SDK_LIMIT_SERVERS)
+        for name in EVERY_SERVER
     }
     lines = [
         f"- CPU used by other processes on the machine during the tool-call runs: median {_median(other):.2f} cores, "
