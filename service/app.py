@@ -6,9 +6,8 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.provider import TokenVerifier
@@ -19,12 +18,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from service import __version__
-from service.api import health, jobs
+from service.api import health
 from service.api.deps import Services
+from service.api.jobs import jobs_router
+from service.api.schemas import JobCreate
 from service.auth import StaticTokenVerifier
-from service.errors import JsonErrors
-from service.guards import BodyLimit, HostCheck
+from service.errors import JsonErrors, exception_handlers
+from service.guards import BodyLimit, HeaderLimit, HostCheck
 from service.jobs.engine import JobEngine, JobLimits
+from service.jobs.models import SpecLimits, spec_model
 from service.mcp.http import TrimmedHeaders
 from service.mcp.server import build_server
 from service.mcp.sessions import SessionRegistry
@@ -32,7 +34,6 @@ from service.mcp.tools import McpTool
 from service.mcp.transport import SessionManager
 from service.settings import Settings
 from service.stores import create_storage
-from service.stores.base import StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -64,19 +65,18 @@ def create_app(
         token_verifier = StaticTokenVerifier(tokens)
     storage = create_storage(settings)
     engine = JobEngine(
-        storage,
-        JobLimits(
-            max_count=settings.max_count,
-            min_interval=settings.min_interval,
-            max_interval=settings.max_interval,
-            max_caller_length=settings.max_caller_length,
-            max_jobs=settings.max_jobs,
-            max_jobs_per_session=settings.max_jobs_per_session,
-        ),
+        storage, JobLimits(max_jobs=settings.max_jobs, max_jobs_per_session=settings.max_jobs_per_session)
+    )
+    # One model of a job's arguments with the configured limits, for the tool and the REST body alike.
+    limits = SpecLimits(
+        max_count=settings.max_count,
+        min_interval=settings.min_interval,
+        max_interval=settings.max_interval,
+        max_caller_length=settings.max_caller_length,
     )
     sessions = SessionRegistry()
     manager = SessionManager(
-        build_server(engine, sessions, version=__version__, extra_tools=extra_tools),
+        build_server(engine, sessions, spec=spec_model(limits), version=__version__, extra_tools=extra_tools),
         event_log=storage,
         sessions=sessions,
         json_response=settings.json_response,
@@ -129,8 +129,9 @@ def create_app(
     app.state.services = Services(
         settings=settings, engine=engine, sessions=sessions, auth_required=token_verifier is not None
     )
-    app.add_exception_handler(StoreError, storage_unavailable)
-    app.include_router(jobs.router)
+    for exc_type, handler in exception_handlers(MCP_PATH).items():
+        app.add_exception_handler(exc_type, handler)
+    app.include_router(jobs_router(spec_model(limits, base=JobCreate, name="JobCreate")))
     app.include_router(health.router)
 
     mcp_endpoint: ASGIApp = TrimmedHeaders(StreamableHTTPASGIApp(manager))
@@ -146,6 +147,7 @@ def create_app(
         app.add_middleware(AuthenticationMiddleware, backend=BearerAuthBackend(token_verifier))
     app.add_middleware(BodyLimit, max_body_size=settings.max_request_body, skip=MCP_PATH)
     app.add_middleware(HostCheck, allowed_hosts=settings.mcp_allowed_hosts(), exempt=[MCP_PATH, "/healthz"])
+    app.add_middleware(HeaderLimit, max_bytes=settings.max_header_bytes)
     app.add_middleware(JsonErrors, mcp_path=MCP_PATH)
     if settings.cors_origins:
         app.add_middleware(
@@ -156,8 +158,3 @@ def create_app(
             expose_headers=MCP_HEADERS,
         )
     return app
-
-
-async def storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """The store is failing (disk full, database locked): say so, and let the client retry later."""
-    return JSONResponse({"detail": f"Storage unavailable: {exc}"}, status_code=503, headers={"Retry-After": "5"})

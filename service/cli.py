@@ -6,10 +6,12 @@ import gc
 import logging
 import socket
 import sys
+import warnings
 from collections.abc import Callable
 
 import anyio
 import uvicorn
+from mcp.shared.exceptions import MCPDeprecationWarning
 
 from service.app import create_app
 from service.settings import SettingsError, load_settings
@@ -26,6 +28,10 @@ def main() -> None:
         print(f"mcp-notification-service: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The SDK warns on every log notification that logging is deprecated as of 2026-07-28. This
+    # service sends them to handshake-era clients, for whom it is not, and to 2026 clients only
+    # when they ask: the warning says nothing an operator can act on.
+    warnings.filterwarnings("ignore", "The logging capability is deprecated", MCPDeprecationWarning)
     try:
         anyio.run(check_storage, settings)
     except StoreError as exc:

@@ -1,12 +1,36 @@
-"""Every error leaves the service as JSON, including the ones lower layers write as plain text."""
+"""Every error leaves the service as JSON, including the ones lower layers write as plain text.
+
+`JsonErrors` reshapes what the SDK, Starlette and our guards write as text; the handlers below
+are installed by `create_app` for what would otherwise leave as a 500 in plain text or with a
+traceback.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+from uuid import uuid4
 
-from mcp_types import INVALID_REQUEST
+from fastapi import Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from mcp_types import INTERNAL_ERROR, INVALID_REQUEST
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.stores.base import StoreError
+
+logger = logging.getLogger(__name__)
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+Handler = Callable[[Request, Any], Awaitable[Response]]
 
 
 class JsonErrors:
@@ -37,7 +61,8 @@ class JsonErrors:
             body.extend(message.get("body", b""))
             if message.get("more_body", False):
                 return
-            text = body.decode(errors="replace").strip()
+            # An empty body (the SDK's 405 to a GET in the 2026 era, say) gets the status's own phrase.
+            text = body.decode(errors="replace").strip() or HTTPStatus(held["status"]).phrase
             payload = (
                 {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": text}}
                 if scope["path"] == self.mcp_path
@@ -51,3 +76,66 @@ class JsonErrors:
             await send({"type": "http.response.body", "body": encoded})
 
         await self.app(scope, receive, send_json_errors)
+
+
+def exception_handlers(mcp_path: str) -> dict[type[Exception], Handler]:
+    """What `create_app` installs: `Exception` goes to Starlette's outermost middleware, the last resort."""
+    return {
+        RequestValidationError: invalid_request,
+        HTTPException: http_error,
+        StoreError: storage_unavailable,
+        Exception: _internal_error(mcp_path),
+    }
+
+
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, without the `input` it echoes: that may be what JSON cannot carry (NaN,
+    infinity, a lone surrogate), which made the default handler itself fail with a 500."""
+    detail = [
+        {"loc": [_printable(part) for part in error["loc"]], "msg": _printable(error["msg"]), "type": error["type"]}
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    """FastAPI's own answer, with a 405's `Allow` listing every method of the path, not the first route's."""
+    if exc.status_code == 405:
+        allowed = ", ".join(sorted(_methods_of(request.app.router.routes, request.scope)))
+        exc = HTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": allowed})
+    return await http_exception_handler(request, exc)
+
+
+async def storage_unavailable(request: Request, exc: StoreError) -> JSONResponse:
+    """The store is failing (disk full, database locked): say so, and let the client retry later."""
+    return JSONResponse({"detail": f"Storage unavailable: {exc}"}, status_code=503, headers={"Retry-After": "5"})
+
+
+def _internal_error(mcp_path: str) -> Handler:
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        """A bug: the client gets an id to quote, the log gets the same id and the traceback."""
+        request_id = uuid4().hex[:16]
+        logger.error("request %s: %s %s failed", request_id, request.method, request.url.path, exc_info=exc)
+        message = f"Internal server error (request {request_id})"
+        body: dict[str, Any] = (
+            {"jsonrpc": "2.0", "id": None, "error": {"code": INTERNAL_ERROR, "message": message}}
+            if request.url.path == mcp_path
+            else {"detail": message, "request_id": request_id}
+        )
+        return JSONResponse(body, status_code=500, headers={"X-Request-ID": request_id})
+
+    return internal_error
+
+
+def _methods_of(routes: Iterable[BaseRoute], scope: Scope) -> set[str]:
+    """The methods some route serves at this path, asked of each route through its public `matches`."""
+    return {
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
+    }
+
+
+def _printable(value: object) -> object:
+    """Strings as JSON can carry them: a lone surrogate becomes its escape sequence."""
+    return value.encode("utf-8", "backslashreplace").decode() if isinstance(value, str) else value

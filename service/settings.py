@@ -7,13 +7,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as UnparsableSetting
 
 ENV_PREFIX = "SERVICE_"
 
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+    BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value),  # `debug` works too
+]
 
 
 class StoreBackend(StrEnum):
@@ -51,6 +54,7 @@ class Settings(BaseSettings):
     # Browser origins allowed by CORS (and on /mcp by the Origin check).
     cors_origins: list[str] = []
     max_request_body: Annotated[int, Field(ge=1024)] = 1_048_576
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 32_768
 
     # MCP sessions
     session_idle_timeout: Annotated[float, Field(gt=0)] = 1800.0

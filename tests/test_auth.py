@@ -80,12 +80,12 @@ def test_a_principal_sees_only_its_own_jobs(service: ServiceProcess) -> None:
     job = http.post("/jobs", json={"interval": 0.05, "count": 100, "caller": "alices"}, headers=bearer(ALICE)).json()
     assert job["owner"] == "alice"
     assert http.get(f"/jobs/{job['id']}", headers=bearer(ALICE)).status_code == 200
-    for method, path in [("GET", ""), ("DELETE", ""), ("GET", "/events")]:
+    for method, path in [("GET", ""), ("DELETE", ""), ("POST", "/cancel"), ("GET", "/events")]:
         response = http.request(method, f"/jobs/{job['id']}{path}", headers=bearer(BOB))
         assert response.status_code == 404, (method, path)
     bobs = http.get("/jobs", headers=bearer(BOB)).json()["items"]
     assert job["id"] not in {j["id"] for j in bobs}
-    assert http.delete(f"/jobs/{job['id']}", headers=bearer(ALICE)).json()["status"] == "cancelled"
+    assert http.post(f"/jobs/{job['id']}/cancel", headers=bearer(ALICE)).json()["status"] == "cancelled"
 
 
 @pytest.mark.anyio

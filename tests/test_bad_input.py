@@ -150,7 +150,7 @@ def test_rest_errors(service: ServiceProcess) -> None:
         ("malformed JSON", http.post("/jobs", content=b"{nope", headers={"Content-Type": "application/json"}), 422),
         ("oversized body", http.post("/jobs", json={"interval": 0, "count": 1, "caller": "x" * 100_000}), 413),
         ("bad status filter", http.get("/jobs", params={"status": "exploded"}), 422),
-        ("bad Last-Event-ID", http.get("/jobs/" + "a" * 32 + "/events", headers={"Last-Event-ID": "x"}), 404),
+        ("malformed Last-Event-ID", http.get("/jobs/" + "a" * 32 + "/events", headers={"Last-Event-ID": "x"}), 422),
         ("wrong method", http.put("/jobs"), 405),
         ("foreign Host", http.get("/jobs", headers={"Host": "rebound.attacker.example"}), 421),
     ]
@@ -164,3 +164,103 @@ def test_the_service_still_serves_after_all_that(service: ServiceProcess) -> Non
     assert httpx.get(f"{service.base_url}/healthz").json()["status"] == "ok"
     created = httpx.post(f"{service.base_url}/jobs", json={"interval": 0, "count": 2, "caller": "still-here"})
     assert created.status_code == 202
+
+
+def jobs_started_by(service: ServiceProcess, caller: str) -> int:
+    items = httpx.get(f"{service.base_url}/jobs", params={"limit": 500}).json()["items"]
+    return sum(1 for job in items if job["caller"] == caller)
+
+
+@pytest.mark.parametrize("request_id", ["1.5", "true", "false", "null", "{}", "[1]"])
+def test_a_request_id_that_is_neither_string_nor_integer_is_invalid_request(
+    service: ServiceProcess, session: dict[str, str], request_id: str
+) -> None:
+    """The SDK took these for notifications: 202, no answer, and a client waiting forever."""
+    caller = f"bad-id-{request_id}"
+    body = call(TOOL, {"interval": 0, "count": 1, "caller": caller}).replace('"id": 7', f'"id": {request_id}')
+    response = post(service, session, body)
+    assert response.status_code == 400, response.text
+    error = rpc_error(response)
+    assert error["code"] == INVALID_REQUEST
+    assert "id must be a string or an integer" in error["message"]
+    assert jobs_started_by(service, caller) == 0
+
+
+@pytest.mark.parametrize(
+    ("caller", "named"),
+    [("a\x00b", "U+0000"), ("\x1b[2Jwiped", "U+001B"), ("two\r\nlines", "U+000D"), ("   ", "blank")],
+)
+def test_a_caller_with_control_characters_or_blank_is_refused_on_both_sides(
+    service: ServiceProcess, session: dict[str, str], caller: str, named: str
+) -> None:
+    response = post(service, session, call(TOOL, {"interval": 0, "count": 1, "caller": caller}))
+    result = [e for e in parse_sse(iter(response.text.splitlines())) if e.data][-1].json()["result"]
+    assert result["isError"] is True
+    assert "caller" in result["content"][0]["text"]
+    assert named in result["content"][0]["text"]
+    rest = httpx.post(f"{service.base_url}/jobs", json={"interval": 0, "count": 1, "caller": caller})
+    assert rest.status_code == 422
+    (error,) = rest.json()["detail"]
+    assert (error["loc"], named in error["msg"]) == (["body", "caller"], True)
+    assert jobs_started_by(service, caller) == 0
+
+
+def json_post(service: ServiceProcess, path: str, content: bytes) -> httpx.Response:
+    return httpx.post(f"{service.base_url}{path}", content=content, headers={"Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"interval": NaN, "count": 1, "caller": "x"}',
+        b'{"interval": Infinity, "count": 1, "caller": "x"}',
+        b'{"interval": -Infinity, "count": 1, "caller": "x"}',
+        b'{"interval": 1e309, "count": 1, "caller": "x"}',
+        b'{"interval": 0, "count": 1e309, "caller": "x"}',
+        b'{"interval": 0, "count": 1, "caller": "x", "extra": NaN}',
+        b'{"interval": 0, "count": 1, "caller": "a\\ud800b"}',
+        b'{"interval": 0, "count": 1, "caller": "x", "\\udfff": 1}',
+    ],
+)
+def test_rest_bodies_json_cannot_echo_are_a_422_not_a_500(service: ServiceProcess, body: bytes) -> None:
+    """FastAPI's 422 echoes the input, and NaN or a lone surrogate made that echo itself fail (500)."""
+    response = json_post(service, "/jobs", body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert all(error["msg"] and error["loc"] for error in response.json()["detail"])
+
+
+def test_rest_input_past_the_edges_is_a_clear_4xx(service: ServiceProcess) -> None:
+    http = httpx.Client(base_url=service.base_url)
+    cases: list[tuple[str, httpx.Response, int, str]] = [
+        ("offset past SQLite's integers", http.get("/jobs", params={"offset": 2**63}), 422, "offset"),
+        ("negative limit", http.get("/jobs", params={"limit": -1}), 422, "limit"),
+        ("a body that is not UTF-8", json_post(service, "/jobs", b"\xff\xfe{"), 400, "parsing the body"),
+        ("a 2 MB header", http.get("/jobs", headers={"X-Pad": "x" * 2_000_000}), 431, "SERVICE_MAX_HEADER_BYTES"),
+        (
+            "a session id that is not visible ASCII",
+            http.post("/jobs", json={"interval": 0, "count": 1, "caller": "x", "session_id": "a b"}),
+            422,
+            "session_id",
+        ),
+    ]
+    for case, response, status, named in cases:
+        assert response.status_code == status, (case, response.text)
+        assert response.headers["content-type"] == "application/json", case
+        assert named in response.text, case
+
+
+def test_a_2_mb_header_on_mcp_is_431_as_json_rpc(service: ServiceProcess, session: dict[str, str]) -> None:
+    response = post(service, {**session, "X-Pad": "x" * 2_000_000}, b'{"jsonrpc": "2.0", "id": 1, "method": "ping"}')
+    assert response.status_code == 431
+    assert "SERVICE_MAX_HEADER_BYTES" in rpc_error(response)["message"]
+
+
+def test_allow_lists_every_method_of_the_path_and_probes_may_use_head(service: ServiceProcess) -> None:
+    http = httpx.Client(base_url=service.base_url)
+    for path, allowed in [("/jobs", "GET, POST"), ("/jobs/" + "a" * 32, "DELETE, GET"), ("/healthz", "GET, HEAD")]:
+        response = http.options(path)
+        assert (response.status_code, response.headers["allow"]) == (405, allowed), path
+        assert response.json()["detail"] == "Method Not Allowed"
+    head = http.head("/healthz")
+    assert (head.status_code, head.content) == (200, b"")

@@ -124,7 +124,7 @@ async def test_a_client_that_never_reads_blocks_nobody_and_stays_bounded(tmp_pat
             deaf = httpx.get(f"{service.base_url}/jobs", params={"status": "running"}).json()["items"]
             assert [job["caller"] for job in deaf] == ["deaf"]
             assert deaf[0]["sent"] < 100_000  # held back by the client, not buffered without end
-            assert httpx.delete(f"{service.base_url}/jobs/{deaf[0]['id']}").json()["status"] == "cancelled"
+            assert httpx.post(f"{service.base_url}/jobs/{deaf[0]['id']}/cancel").json()["status"] == "cancelled"
         finally:
             stuck.close()
 

@@ -65,7 +65,13 @@ def test_a_dotenv_file_is_read(tmp_path: Path) -> None:
         assert httpx.get(f"{service.base_url}/healthz").json()["store"] == "memory"
         refused = httpx.post(f"{service.base_url}/jobs", json={"interval": 0, "count": 8, "caller": "x"})
         assert refused.status_code == 422
-        assert "at most 7" in refused.json()["detail"]
+        assert "at most 7" in refused.json()["detail"][0]["msg"]
+
+
+def test_the_log_level_is_read_in_any_case() -> None:
+    assert Settings(log_level="debug").log_level == Settings(log_level="Debug").log_level == "DEBUG"  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="log_level"):
+        Settings(log_level="chatty")  # type: ignore[arg-type]
 
 
 def test_settings_that_contradict_each_other_are_refused(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from service.api.schemas import Health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness and a few gauges")
+# HEAD too: load balancers' probes use it.
+@router.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness and a few gauges")
 async def healthz(services: ServicesDep) -> Health:
     return Health(
         store=services.settings.store.value,

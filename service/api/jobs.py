@@ -1,24 +1,25 @@
-"""REST routes to start, list, inspect, cancel and follow notification jobs."""
+"""REST routes to start, list, inspect, cancel, delete and follow notification jobs."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from service.api.deps import EngineDep, PrincipalDep, ServicesDep
-from service.api.schemas import ErrorBody, JobCreate, JobPage
-from service.jobs.engine import JobEngine, JobRejected
+from service.api.responses import error_responses
+from service.api.schemas import JobCreate, JobPage
+from service.jobs.engine import JobEngine, TooManyJobs
 from service.jobs.models import JOB_ID_PATTERN, Job, JobOrigin, JobStatus
 from service.mcp.sinks import SessionStreamSink
-from service.stores.base import parse_event_id
-
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+from service.stores.base import EVENT_ID_PATTERN, parse_event_id
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job's id: 32 lowercase hex digits.")]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such job"}}
+RESUME_PATTERN = f"^({EVENT_ID_PATTERN.strip('^$')})?$"
+MAX_OFFSET = 1_000_000_000
+"""Far beyond any store's job count, and well inside a 64-bit integer (SQLite's)."""
 
 
 async def _job_or_404(engine: JobEngine, job_id: str, principal: str | None) -> Job:
@@ -29,112 +30,133 @@ async def _job_or_404(engine: JobEngine, job_id: str, principal: str | None) -> 
     return job
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Start a notification job",
-    responses={
-        404: {"model": ErrorBody, "description": "`session_id` names no live MCP session"},
-        429: {"model": ErrorBody, "description": "Too many jobs are running"},
-    },
-)
-async def create_job(body: JobCreate, services: ServicesDep, principal: PrincipalDep) -> Job:
-    """Start a job now and answer at once; follow it at `/jobs/{id}/events`.
+def jobs_router(job_create: type[JobCreate]) -> APIRouter:
+    """The `/jobs` routes; `job_create` is the body model with the configured limits (`spec_model`)."""
+    router = APIRouter(prefix="/jobs", tags=["jobs"], responses=error_responses(401, 413, 421, 431, 503))
 
-    With `session_id`, its notifications are also pushed to that MCP session's standalone
-    GET stream (as `notifications/message`).
-    """
-    sinks = []
-    if body.session_id is not None:
-        session = services.sessions.get(body.session_id, owner=principal)
-        if session is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"No live MCP session with id {body.session_id!r}")
-        sinks.append(SessionStreamSink(session))
-    try:
-        return await services.engine.start(
-            body, origin=JobOrigin.REST, session_id=body.session_id, owner=principal, sinks=sinks
-        )
-    except JobRejected as exc:
-        code = status.HTTP_429_TOO_MANY_REQUESTS if exc.too_many else status.HTTP_422_UNPROCESSABLE_CONTENT
-        raise HTTPException(code, str(exc)) from None
+    async def create_job(body: JobCreate, services: ServicesDep, principal: PrincipalDep) -> Job:
+        """Start a job now and answer at once; follow it at `/jobs/{id}/events`.
 
-
-@router.get("", summary="List jobs, newest first")
-async def list_jobs(
-    engine: EngineDep,
-    principal: PrincipalDep,
-    job_status: Annotated[JobStatus | None, Query(alias="status", description="Only jobs in this state.")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> JobPage:
-    jobs = await engine.list(status=job_status, owner=principal, limit=limit + 1, offset=offset)
-    return JobPage(items=jobs[:limit], next_offset=offset + limit if len(jobs) > limit else None)
-
-
-@router.get("/{job_id}", summary="One job", responses=NOT_FOUND)
-async def get_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
-    return await _job_or_404(engine, job_id, principal)
-
-
-@router.delete(
-    "/{job_id}",
-    summary="Cancel a job",
-    responses={**NOT_FOUND, 409: {"model": ErrorBody, "description": "The job has already ended"}},
-)
-async def cancel_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
-    """Stop a running job. An MCP client waiting on it gets a result saying it was cancelled after k of n."""
-    job = await _job_or_404(engine, job_id, principal)
-    if job.status.is_final:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"Job {job_id} has already ended ({job.status.value})")
-    cancelled = await engine.cancel(job_id)
-    assert cancelled is not None
-    return cancelled
-
-
-@router.get(
-    "/{job_id}/events",
-    summary="Follow a job's notifications (Server-Sent Events)",
-    response_class=StreamingResponse,
-    responses={
-        200: {
-            "content": {"text/event-stream": {}},
-            "description": "One `notification` event per notification",
-        },
-        400: {"model": ErrorBody, "description": "Malformed or unknown Last-Event-ID"},
-        **NOT_FOUND,
-    },
-)
-async def job_events(
-    job_id: JobId,
-    engine: EngineDep,
-    principal: PrincipalDep,
-    last_event_id: Annotated[str | None, Header(description="Resume after this event id.")] = None,
-) -> StreamingResponse:
-    """Every notification of the job so far, then each new one as it is sent, then an `end`
-    event carrying the final job. Reconnect with `Last-Event-ID` to get only what you missed."""
-    await _job_or_404(engine, job_id, principal)
-    after = 0
-    if last_event_id is not None:
-        parsed = parse_event_id(last_event_id)
-        if parsed is None or not await engine.owns_event(job_id, parsed):
-            raise HTTPException(
-                status.HTTP_400_BAD_REQUEST,
-                f"Last-Event-ID {last_event_id[:64]!r} is not an event of job {job_id}",
+        With `session_id`, its notifications are also pushed to that MCP session's standalone
+        GET stream (as `notifications/message`).
+        """
+        sinks = []
+        if body.session_id is not None:
+            session = services.sessions.get(body.session_id, owner=principal)
+            if session is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"No live MCP session with id {body.session_id!r}")
+            sinks.append(SessionStreamSink(session))
+        try:
+            return await services.engine.start(
+                body, origin=JobOrigin.REST, session_id=body.session_id, owner=principal, sinks=sinks
             )
-        after = parsed
+        except TooManyJobs as exc:
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": "1"}) from None
 
-    async def stream() -> AsyncIterator[bytes]:
-        async for event in engine.follow(job_id, after):
-            if event is None:
-                yield b": keep-alive\n\n"
-            else:
-                yield b"id: %d\nevent: notification\ndata: %s\n\n" % (event.id, event.data or b"")
-        final = await engine.get(job_id)
-        assert final is not None
-        yield b"event: end\ndata: %s\n\n" % final.model_dump_json().encode()
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    # The body's model carries the configured limits, so it exists only once the settings do:
+    # FastAPI reads it from the signature when the route is added.
+    create_job.__annotations__["body"] = job_create
+    router.add_api_route(
+        "",
+        create_job,
+        methods=["POST"],
+        status_code=status.HTTP_202_ACCEPTED,
+        summary="Start a notification job",
+        responses={
+            **error_responses(400, description="The body is not UTF-8"),
+            **error_responses(404, description="`session_id` names no live MCP session"),
+            **error_responses(429),
+        },
     )
+
+    @router.get("", summary="List jobs, newest first")
+    async def list_jobs(
+        engine: EngineDep,
+        principal: PrincipalDep,
+        job_status: Annotated[JobStatus | None, Query(alias="status", description="Only jobs in this state.")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    ) -> JobPage:
+        jobs = await engine.list(status=job_status, owner=principal, limit=limit + 1, offset=offset)
+        return JobPage(items=jobs[:limit], next_offset=offset + limit if len(jobs) > limit else None)
+
+    @router.get("/{job_id}", summary="One job", responses=error_responses(404))
+    async def get_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
+        return await _job_or_404(engine, job_id, principal)
+
+    @router.post(
+        "/{job_id}/cancel",
+        summary="Cancel a job",
+        responses={**error_responses(404), **error_responses(409, description="The job has already ended")},
+    )
+    async def cancel_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
+        """Stop a running job and answer with it. An MCP client waiting on it gets a result saying
+        it was cancelled after k of n. The job stays listed, as cancelled."""
+        job = await _job_or_404(engine, job_id, principal)
+        if job.status.is_final:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"Job {job_id} has already ended ({job.status.value})")
+        cancelled = await engine.cancel(job_id)
+        assert cancelled is not None
+        return cancelled
+
+    @router.delete(
+        "/{job_id}", summary="Delete a job", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+    )
+    async def delete_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Response:
+        """Forget a job and its notifications, cancelling it first if it still runs; it answers 404 after."""
+        await _job_or_404(engine, job_id, principal)
+        await engine.delete(job_id)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.get(
+        "/{job_id}/events",
+        summary="Follow a job's notifications (Server-Sent Events)",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "One `notification` event per notification",
+            },
+            **error_responses(400, description="`Last-Event-ID` is not an event of this job"),
+            **error_responses(404),
+        },
+    )
+    async def job_events(
+        job_id: JobId,
+        engine: EngineDep,
+        principal: PrincipalDep,
+        # Empty is absent, as in the SSE spec (an empty `id:` resets the client's last event id).
+        last_event_id: Annotated[
+            str, Header(pattern=RESUME_PATTERN, description="Resume after this event id (an `id:` of the stream).")
+        ] = "",
+    ) -> StreamingResponse:
+        """Every notification of the job so far, then each new one as it is sent, then an `end`
+        event carrying the final job. Reconnect with `Last-Event-ID` to get only what you missed."""
+        await _job_or_404(engine, job_id, principal)
+        after = 0
+        if last_event_id:
+            parsed = parse_event_id(last_event_id)
+            if parsed is None or not await engine.owns_event(job_id, parsed):
+                raise HTTPException(
+                    status.HTTP_400_BAD_REQUEST,
+                    f"Last-Event-ID {last_event_id[:64]!r} is not an event of job {job_id}",
+                )
+            after = parsed
+
+        async def stream() -> AsyncIterator[bytes]:
+            async for event in engine.follow(job_id, after):
+                if event is None:
+                    yield b": keep-alive\n\n"
+                else:
+                    yield b"id: %d\nevent: notification\ndata: %s\n\n" % (event.id, event.data or b"")
+            final = await engine.get(job_id)
+            if final is not None:  # None: deleted while it was followed
+                yield b"event: end\ndata: %s\n\n" % final.model_dump_json().encode()
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router

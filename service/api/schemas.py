@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.jobs.models import Job, JobSpec
 
+SESSION_ID_PATTERN = r"^[\x21-\x7e]+$"
+"""What the MCP spec allows in a session id: visible ASCII."""
+
 
 class JobCreate(JobSpec):
     """A job to start; with `session_id`, its notifications also go to that MCP session's GET stream."""
@@ -22,6 +25,7 @@ class JobCreate(JobSpec):
         str | None,
         Field(
             max_length=128,
+            pattern=SESSION_ID_PATTERN,
             description="A live MCP session (its Mcp-Session-Id) to push the notifications to.",
         ),
     ] = None
@@ -41,4 +45,4 @@ class Health(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    detail: str
+    detail: str = Field(description="What was wrong, for a person to read.")

@@ -57,21 +57,14 @@ class Sink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class JobLimits:
-    max_count: int
-    min_interval: float
-    max_interval: float
-    max_caller_length: int
+    """How many jobs may run at once. What a job may ask for is its spec's business (`spec_model`)."""
+
     max_jobs: int
     max_jobs_per_session: int
 
 
-class JobRejected(Exception):
-    """The job breaks a limit; the message names the limit and its value."""
-
-    def __init__(self, message: str, *, too_many: bool = False) -> None:
-        super().__init__(message)
-        self.too_many = too_many
-        """True when the job is refused for load (retry later), not for its content."""
+class TooManyJobs(Exception):
+    """Refused for load, not for content: retry later. The message names the limit and its setting."""
 
 
 @dataclass(eq=False)
@@ -124,31 +117,17 @@ class JobEngine:
 
     # Commands
 
-    def _check(self, spec: JobSpec, session_id: str | None) -> None:
-        """Raise `JobRejected` if the job breaks a configured limit."""
+    def _check_load(self, session_id: str | None) -> None:
+        """Raise `TooManyJobs` if one more job would break a configured limit."""
         limits = self._limits
-        if spec.count > limits.max_count:
-            raise JobRejected(f"count must be at most {limits.max_count} (SERVICE_MAX_COUNT)")
-        if not limits.min_interval <= spec.interval <= limits.max_interval:
-            raise JobRejected(
-                f"interval must be between {limits.min_interval:g} and {limits.max_interval:g} seconds "
-                "(SERVICE_MIN_INTERVAL, SERVICE_MAX_INTERVAL)"
-            )
-        if len(spec.caller) > limits.max_caller_length:
-            raise JobRejected(
-                f"caller must be at most {limits.max_caller_length} characters (SERVICE_MAX_CALLER_LENGTH)"
-            )
         if len(self._live) >= limits.max_jobs:
-            raise JobRejected(
-                f"too many running jobs: the limit is {limits.max_jobs} (SERVICE_MAX_JOBS)", too_many=True
-            )
+            raise TooManyJobs(f"too many running jobs: the limit is {limits.max_jobs} (SERVICE_MAX_JOBS)")
         if session_id is not None:
             in_session = sum(1 for live in self._live.values() if live.job.session_id == session_id)
             if in_session >= limits.max_jobs_per_session:
-                raise JobRejected(
+                raise TooManyJobs(
                     f"too many running jobs in this session: the limit is {limits.max_jobs_per_session} "
-                    "(SERVICE_MAX_JOBS_PER_SESSION)",
-                    too_many=True,
+                    "(SERVICE_MAX_JOBS_PER_SESSION)"
                 )
 
     async def start(
@@ -160,11 +139,11 @@ class JobEngine:
         owner: str | None = None,
         sinks: Sequence[Sink] = (),
     ) -> Job:
-        """Check the limits, record the job and start it in the engine's task group; return its first snapshot."""
+        """Check the load limits, record the job and start it in the engine's task group; return its first snapshot."""
         task_group = self._task_group
         if task_group is None:
             raise RuntimeError("the job engine is not running")
-        self._check(spec, session_id)
+        self._check_load(session_id)
         job = Job.new(spec, origin, session_id, owner)
         await self._storage.save_job(job)
         live = self._live[job.id] = _LiveJob(job, list(sinks))
@@ -180,7 +159,7 @@ class JobEngine:
         owner: str | None = None,
         sinks: Sequence[Sink] = (),
     ) -> Job:
-        """Check the limits and run the job in the caller's task; return its final state.
+        """Check the load limits and run the job in the caller's task; return its final state.
 
         For a caller that waits for the end anyway (an MCP tool call): no task of its own
         and no hand-off when it ends. Cancelling the caller cancels the job, recorded as
@@ -188,7 +167,7 @@ class JobEngine:
         """
         if self._task_group is None:
             raise RuntimeError("the job engine is not running")
-        self._check(spec, session_id)
+        self._check_load(session_id)
         job = Job.new(spec, origin, session_id, owner)
         live = self._live[job.id] = _LiveJob(job, list(sinks))
         await self._run(live)
@@ -203,6 +182,14 @@ class JobEngine:
         with anyio.CancelScope(shield=True):
             await live.done.wait()
         return live.job.model_copy()
+
+    async def delete(self, job_id: str) -> Job | None:
+        """Cancel the job if it runs, then forget it and its notifications; None if there was no such job."""
+        job = await self.cancel(job_id)
+        if job is not None:
+            await self._storage.delete_job(job_id)
+            await self._storage.drop_scope(log_scope(job_id))
+        return job
 
     # Queries
 

@@ -4,13 +4,64 @@ from __future__ import annotations
 
 import os
 import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
 
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+# Characters a caller name may not hold: controls (NUL, ESC, CR, LF...), lone surrogates
+# (they cannot be encoded, so no response could carry them) and line or paragraph separators.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_ALLOWED = r"[^\x00-\x1F\x7F-\x9F\u2028\u2029]"
+CALLER_PATTERN = f"^{_ALLOWED}*(?!\\s){_ALLOWED}+$"
+"""`_printable` as a JSON Schema pattern, for clients and fuzzers: one character that is not a space, no control."""
+
+
+def _number_only(value: object) -> object:
+    """An integer may be written `5` or `5.0` (JSON Schema calls both integers), never `"5"` or `true`."""
+    if isinstance(value, str | bytes | bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+def _printable(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank_string", "must not be blank")
+    if not value.isprintable():  # the fast check; it also refuses some harmless format characters
+        for position, char in enumerate(value):
+            if unicodedata.category(char) in _FORBIDDEN_CATEGORIES:
+                code = f"U+{ord(char):04X}"
+                raise PydanticCustomError(
+                    "control_character",
+                    "must be printable text: {code} at position {position} is a control character",
+                    {"code": code, "position": position},
+                )
+    return value
+
+
+def _within(low: float, high: float, message: str) -> Callable[[float], float]:
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise PydanticCustomError("out_of_range", message)
+        return value
+
+    return check
+
+
+def _at_most_chars(limit: int, message: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if len(value) > limit:
+            raise PydanticCustomError("string_too_long", message)
+        return value
+
+    return check
 
 
 class JobStatus(StrEnum):
@@ -35,33 +86,79 @@ class JobOrigin(StrEnum):
 class JobSpec(BaseModel):
     """What to send: `count` notifications to `caller`, `interval` seconds apart.
 
-    Strict types: a string `count` or a NaN `interval` is refused rather than coerced.
-    Service-wide limits (maximum count, interval range, caller length) are checked by
-    the engine, which knows the settings.
+    The shape only, with the limits no setting can change. The service validates input with
+    `spec_model(limits)`, a subclass that adds the configured limits, so that the error names
+    the setting and the OpenAPI schema and the tool's `inputSchema` state the real bounds.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    interval: Annotated[
+    interval: Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
+    count: Annotated[int, Field(ge=1), BeforeValidator(_number_only)]
+    caller: Annotated[str, Field(min_length=1, strict=True), AfterValidator(_printable)]
+
+
+Spec = TypeVar("Spec", bound=JobSpec)
+
+
+@dataclass(frozen=True, slots=True)
+class SpecLimits:
+    """The configured bounds of a job's arguments (`SERVICE_MAX_COUNT` and friends)."""
+
+    max_count: int
+    min_interval: float
+    max_interval: float
+    max_caller_length: int
+
+
+def spec_model(limits: SpecLimits, *, base: type[Spec] = JobSpec, name: str = "JobSpec") -> type[Spec]:  # type: ignore[assignment]
+    """`base` with the configured limits: checked with messages that name their setting, and in its schema."""
+    low, high = max(0.0, limits.min_interval), limits.max_interval
+    interval_range = f"between {low:g} and {high:g} seconds (SERVICE_MIN_INTERVAL, SERVICE_MAX_INTERVAL)"
+    max_count, max_length = limits.max_count, limits.max_caller_length
+    # Typed Any: mypy cannot read an `Annotated[...]` built at run time as a field type.
+    interval: Any = Annotated[
         float,
         Field(
             ge=0,
             strict=True,
             allow_inf_nan=False,
-            description="Seconds between notifications.",
+            description=f"Seconds between notifications, {interval_range}.",
             examples=[0.5],
+            json_schema_extra={"minimum": low, "maximum": high},
         ),
+        AfterValidator(_within(low, high, f"must be {interval_range}")),
     ]
-    count: Annotated[StrictInt, Field(ge=1, description="How many notifications to send.", examples=[5])]
-    caller: Annotated[
+    count: Any = Annotated[
+        int,
+        Field(
+            ge=1,
+            description=f"How many notifications to send, at most {max_count} (SERVICE_MAX_COUNT).",
+            examples=[5],
+            json_schema_extra={"maximum": max_count},
+        ),
+        BeforeValidator(_number_only),
+        AfterValidator(_within(1, max_count, f"must be at most {max_count} (SERVICE_MAX_COUNT)")),
+    ]
+    caller: Any = Annotated[
         str,
         Field(
             min_length=1,
             strict=True,
-            description="Who asked: named in every notification.",
+            description=(
+                "Who asked: named in every notification. Printable text, at most "
+                f"{max_length} characters (SERVICE_MAX_CALLER_LENGTH)."
+            ),
             examples=["docs"],
+            json_schema_extra={"maxLength": max_length, "pattern": CALLER_PATTERN},
+        ),
+        AfterValidator(_printable),
+        AfterValidator(
+            _at_most_chars(max_length, f"must be at most {max_length} characters (SERVICE_MAX_CALLER_LENGTH)")
         ),
     ]
+    doc = base.__doc__ if base is not JobSpec else "The arguments of a notification job."
+    return create_model(name, __base__=base, __doc__=doc, interval=interval, count=count, caller=caller)
 
 
 def new_job_id() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,17 +23,25 @@ from mcp_types import (
 
 from service.auth import principal_of
 from service.jobs.engine import JobEngine
+from service.jobs.models import JobSpec
 from service.mcp.sessions import SessionRegistry
-from service.mcp.tools import McpTool, notification_tool
+from service.mcp.tools import McpTool, error_result, notification_tool
+
+logger = logging.getLogger(__name__)
 
 SERVER_NAME = "mcp-notification-service"
 
 
 def build_server(
-    engine: JobEngine, sessions: SessionRegistry, *, version: str, extra_tools: Sequence[McpTool] = ()
+    engine: JobEngine,
+    sessions: SessionRegistry,
+    *,
+    spec: type[JobSpec],
+    version: str,
+    extra_tools: Sequence[McpTool] = (),
 ) -> Server[Any]:
     """The low-level MCP server. `extra_tools` lets an embedding app (or a test set-up) add its own."""
-    tools = {tool.definition.name: tool for tool in (notification_tool(engine), *extra_tools)}
+    tools = {tool.definition.name: tool for tool in (notification_tool(engine, spec), *extra_tools)}
     listing = ListToolsResult(tools=[tool.definition for tool in tools.values()])
 
     async def list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:
@@ -42,7 +51,14 @@ def build_server(
         tool = tools.get(params.name)
         if tool is None:
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
-        return await tool.handler(ctx, params.arguments or {})
+        try:
+            return await tool.handler(ctx, params.arguments or {})
+        except MCPError:
+            raise
+        except Exception:
+            # The SDK would answer a JSON-RPC error with code 0 and the exception's text.
+            logger.exception("tool %s failed (request %s)", params.name, ctx.request_id)
+            return error_result(f"Internal error in {params.name} (request {ctx.request_id}): see the server log")
 
     def input_schema(name: str) -> dict[str, Any] | None:
         tool = tools.get(name)

@@ -12,7 +12,7 @@ from mcp_types import CallToolResult, TextContent, Tool
 from pydantic import ValidationError
 
 from service.auth import principal_of
-from service.jobs.engine import JobEngine, JobRejected
+from service.jobs.engine import JobEngine, TooManyJobs
 from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus
 from service.mcp.sinks import RequestStreamSink
 
@@ -41,14 +41,9 @@ OUTPUT_SCHEMA: dict[str, Any] = {
     "required": ["job_id", "status", "sent", "count", "caller"],
 }
 
-NOTIFICATION_TOOL = Tool(
-    name=TOOL_NAME,
-    description=(
-        "Send `count` log notifications to the caller, `interval` seconds apart, then return a summary. "
-        "Every run is a job, also visible over REST at /jobs."
-    ),
-    input_schema=JobSpec.model_json_schema(),
-    output_schema=OUTPUT_SCHEMA,
+TOOL_DESCRIPTION = (
+    "Send `count` log notifications to the caller, `interval` seconds apart, then return a summary. "
+    "Every run is a job, also visible over REST at /jobs."
 )
 
 
@@ -79,15 +74,20 @@ def job_result(job: Job) -> CallToolResult:
     )
 
 
-def notification_tool(engine: JobEngine) -> McpTool:
-    async def handler(ctx: ServerRequestContext[Any], arguments: dict[str, Any]) -> CallToolResult:
-        return await start_notification_stream(engine, ctx, arguments)
+def notification_tool(engine: JobEngine, spec: type[JobSpec]) -> McpTool:
+    """The tool, with `spec` (the arguments' model, with the configured limits) as its `inputSchema`."""
 
-    return McpTool(NOTIFICATION_TOOL, handler)
+    async def handler(ctx: ServerRequestContext[Any], arguments: dict[str, Any]) -> CallToolResult:
+        return await start_notification_stream(engine, spec, ctx, arguments)
+
+    schema = spec.model_json_schema()
+    schema.pop("title", None)  # the model's name, not the tool's
+    definition = Tool(name=TOOL_NAME, description=TOOL_DESCRIPTION, input_schema=schema, output_schema=OUTPUT_SCHEMA)
+    return McpTool(definition, handler)
 
 
 async def start_notification_stream(
-    engine: JobEngine, ctx: ServerRequestContext[Any], arguments: dict[str, Any]
+    engine: JobEngine, spec_model: type[JobSpec], ctx: ServerRequestContext[Any], arguments: dict[str, Any]
 ) -> CallToolResult:
     """Run the job to its end while its notifications ride this call's stream.
 
@@ -95,7 +95,7 @@ async def start_notification_stream(
     protocol by dropping the connection), the job is cancelled with it.
     """
     try:
-        spec = JobSpec.model_validate(arguments)
+        spec = spec_model.model_validate(arguments)
     except ValidationError as exc:
         return error_result(describe_validation_error(exc))
     session_id = ctx.request.headers.get(MCP_SESSION_ID_HEADER) if ctx.request is not None else None
@@ -108,6 +108,6 @@ async def start_notification_stream(
             owner=principal_of(ctx.request) if ctx.request is not None else None,
             sinks=[RequestStreamSink(ctx.session, ctx.request_id)],
         )
-    except JobRejected as exc:
+    except TooManyJobs as exc:
         return error_result(str(exc))
     return job_result(job)

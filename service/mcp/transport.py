@@ -26,17 +26,22 @@ fails against the stock classes. What changes, and why:
 7. What the session sends is routed (stored, then queued for its stream) in the sending
    task (`OutboundRouter`), instead of crossing a zero-buffer stream to a router task the
    SDK runs per session: a task switch less per outbound message, a task less per session.
+8. A request whose `id` is neither a string nor an integer (`1.5`, `true`, `null`) gets a
+   400 with JSON-RPC `-32600`. The SDK validates it as a notification (whose model ignores
+   unknown members) and answers 202: the client waits forever. The 2026-07-28 path already
+   refuses it.
 
 Writers release a stream registration only if it is still their own, so a connection
 that is being replaced cannot tear down its replacement.
 
 Upstream, (2)-(4) belong in `StreamableHTTPServerTransport._replay_events`, (1) in
 `EventStore` itself (pass the session id to `store_event`/`replay_events_after`), (6)
-in `_handle_post_request`, and (7) in `connect`.
+and (8) in `_handle_post_request`, and (7) in `connect`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -69,6 +74,7 @@ from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp_types import (
     DEFAULT_NEGOTIATED_VERSION,
     INTERNAL_ERROR,
+    INVALID_REQUEST,
     ErrorData,
     JSONRPCError,
     JSONRPCRequest,
@@ -182,22 +188,35 @@ class ResumableTransport(StreamableHTTPServerTransport):
     # POST: a request answered over SSE, written by this coroutine straight to `send`.
 
     async def _handle_post_request(self, scope: Scope, request: Request, receive: Receive, send: Send) -> None:
-        message = await self._streamed_request(request)
+        try:
+            body: Any = pydantic_core.from_json(await request.body())
+        except ValueError:
+            body = None  # the SDK's path answers the parse error
+        if _has_invalid_id(body) and self._check_content_type(request):
+            # The SDK reads a request whose id is neither a string nor an integer as a
+            # notification and answers 202: the client would wait for its answer forever.
+            response = self._create_error_response(
+                f"Invalid Request: id must be a string or an integer, not {json.dumps(body['id'])[:64]}",
+                HTTPStatus.BAD_REQUEST,
+                INVALID_REQUEST,
+            )
+            await response(scope, receive, send)
+            return
+        message = self._streamed_request(request, body)
         if message is None:
             # Errors, `initialize`, notifications, responses and JSON mode: the SDK's own path.
             await super()._handle_post_request(scope, request, receive, send)
         elif await self._validate_request_headers(request, send):
             await self._answer_over_sse(message, request, send)
 
-    async def _streamed_request(self, request: Request) -> JSONRPCRequest | None:
+    def _streamed_request(self, request: Request, body: Any) -> JSONRPCRequest | None:
         """The request, if it is a well-formed call on an established session that wants SSE."""
-        if self.is_json_response_enabled or not all(check_accept_headers(request)):
+        if body is None or self.is_json_response_enabled or not all(check_accept_headers(request)):
             return None
         if not self._check_content_type(request):
             return None
         try:
-            raw = pydantic_core.from_json(await request.body())
-            message = jsonrpc_message_adapter.validate_python(raw, by_name=False)
+            message = jsonrpc_message_adapter.validate_python(body, by_name=False)
         except ValueError:  # pydantic's ValidationError included
             return None
         if not isinstance(message, JSONRPCRequest) or message.method == "initialize":
@@ -435,6 +454,14 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
     while (await receive())["type"] != "http.disconnect":
         pass
     scope.cancel()
+
+
+def _has_invalid_id(body: Any) -> bool:
+    """A request (it has a method) whose `id` is there but neither a string nor an integer (MCP forbids null)."""
+    if not isinstance(body, dict) or "method" not in body or "id" not in body:
+        return False
+    request_id = body["id"]
+    return isinstance(request_id, bool) or not isinstance(request_id, str | int)
 
 
 def _is_response(event: StoredEvent) -> bool:

@@ -28,6 +28,10 @@ class StoredEvent:
     """None for a priming event: it marks a position in the stream and carries nothing."""
 
 
+EVENT_ID_PATTERN = r"^[0-9]{1,18}$"
+"""What `parse_event_id` accepts."""
+
+
 def parse_event_id(value: str) -> int | None:
     """Event ids travel as decimal strings (SSE `id:`, `Last-Event-ID`); anything else names no event."""
     return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
@@ -58,11 +62,19 @@ class EventLog(Protocol):
         """Nothing more will be appended to the scope: forget its bookkeeping, keep its events."""
         ...
 
+    async def drop_scope(self, scope: str) -> None:
+        """Forget the scope's events now (its owner was deleted); nothing is appended to it after."""
+        ...
+
 
 class JobStore(Protocol):
     async def save_job(self, job: Job) -> None: ...
 
     async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def delete_job(self, job_id: str) -> None:
+        """Forget a job that has ended; an unknown id is no error."""
+        ...
 
     async def list_jobs(self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int) -> Sequence[Job]:
         """Newest first. `owner=None` lists every owner's jobs."""

@@ -96,6 +96,9 @@ class MemoryStorage:
     async def seal(self, scope: str) -> None:
         return None  # nothing is kept about a scope besides its events
 
+    async def drop_scope(self, scope: str) -> None:
+        self._scopes.pop(scope, None)
+
     # JobStore
 
     async def save_job(self, job: Job) -> None:
@@ -104,6 +107,9 @@ class MemoryStorage:
     async def get_job(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
         return job.model_copy() if job is not None else None
+
+    async def delete_job(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
 
     async def list_jobs(self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int) -> Sequence[Job]:
         matching = [

@@ -161,6 +161,12 @@ class SQLiteStorage:
     async def seal(self, scope: str) -> None:
         self._counts.pop(scope, None)
 
+    async def drop_scope(self, scope: str) -> None:
+        # Rare (a job deleted over REST): written at once rather than through the queue.
+        self._counts.pop(scope, None)
+        await self.flush()
+        await self._run_db(lambda db: _in_transaction(db, "DELETE FROM events WHERE scope = ?", (scope,)))
+
     # JobStore
 
     async def save_job(self, job: Job) -> None:
@@ -175,6 +181,10 @@ class SQLiteStorage:
             return None if row is None else Job.model_validate_json(row[0])
 
         return await self._read_db(query)
+
+    async def delete_job(self, job_id: str) -> None:
+        await self.flush()
+        await self._run_db(lambda db: _in_transaction(db, "DELETE FROM jobs WHERE id = ?", (job_id,)))
 
     async def list_jobs(self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int) -> Sequence[Job]:
         await self.flush()
@@ -345,6 +355,11 @@ def _execute_in_chunks(db: sqlite3.Connection, sql: str, rows: Iterable[tuple[ob
         db.executemany(sql, chunk)
         if hasattr(os, "sched_yield"):
             os.sched_yield()
+
+
+def _in_transaction(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> None:
+    with db:
+        db.execute(sql, params)
 
 
 def _purge_expired(db: sqlite3.Connection) -> None:

@@ -60,18 +60,35 @@ def test_unknown_and_malformed_job_ids(http: httpx.Client) -> None:
     assert "not found" in unknown.json()["detail"]
     assert http.get("/jobs/not-a-job").status_code == 422
     assert http.delete("/jobs/" + "0" * 32).status_code == 404
+    assert http.post("/jobs/" + "0" * 32 + "/cancel").status_code == 404
 
 
-def test_delete_cancels_a_running_job_and_refuses_an_ended_one(http: httpx.Client) -> None:
+def test_cancel_stops_a_running_job_and_refuses_an_ended_one(http: httpx.Client) -> None:
     job = start(http, caller="cancel-me", count=1000, interval=0.01)
     wait_for(lambda: http.get(f"/jobs/{job['id']}").json()["sent"] >= 2)
-    cancelled = http.delete(f"/jobs/{job['id']}")
+    cancelled = http.post(f"/jobs/{job['id']}/cancel")
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
     assert 2 <= cancelled.json()["sent"] < 1000
-    again = http.delete(f"/jobs/{job['id']}")
+    assert http.get(f"/jobs/{job['id']}").json()["status"] == "cancelled"
+    again = http.post(f"/jobs/{job['id']}/cancel")
     assert again.status_code == 409
     assert "already ended" in again.json()["detail"]
+
+
+def test_delete_forgets_a_job_running_or_ended(http: httpx.Client) -> None:
+    running = start(http, caller="delete-me", count=1000, interval=0.01)
+    ended = start(http, caller="delete-me-too", count=1)
+    finished(http, ended["id"])
+    for job in (running, ended):
+        deleted = http.delete(f"/jobs/{job['id']}")
+        assert (deleted.status_code, deleted.content) == (204, b"")
+        assert http.get(f"/jobs/{job['id']}").status_code == 404
+        assert http.get(f"/jobs/{job['id']}/events").status_code == 404
+        assert http.delete(f"/jobs/{job['id']}").status_code == 404
+    assert {running["id"], ended["id"]}.isdisjoint(
+        j["id"] for j in http.get("/jobs", params={"limit": 500}).json()["items"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -93,7 +110,9 @@ def test_a_bad_body_is_422_naming_the_field(http: httpx.Client, body: dict[str, 
 def test_a_limit_is_422_naming_the_setting(http: httpx.Client) -> None:
     response = http.post("/jobs", json={"interval": 0, "count": 10**9, "caller": "x"})
     assert response.status_code == 422
-    assert "SERVICE_MAX_COUNT" in response.json()["detail"]
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "count"]
+    assert "SERVICE_MAX_COUNT" in error["msg"]
 
 
 def test_an_unknown_session_is_404(http: httpx.Client) -> None:
@@ -108,7 +127,7 @@ def test_too_many_jobs_is_429(start_service: ServiceFactory) -> None:
         response = http.post("/jobs", json={"interval": 0, "count": 1, "caller": "x"})
         assert response.status_code == 429
         assert "SERVICE_MAX_JOBS" in response.json()["detail"]
-        http.delete(f"/jobs/{first['id']}")
+        http.post(f"/jobs/{first['id']}/cancel")
 
 
 def read_events(http: httpx.Client, job_id: str, last_event_id: str | None = None) -> list[Any]:
@@ -133,16 +152,21 @@ def test_the_events_stream_follows_a_job_live_and_resumes(http: httpx.Client) ->
     assert [e.id for e in resumed[:-1]] == [e.id for e in notifications[2:]]
 
 
-def test_a_bad_last_event_id_is_400(http: httpx.Client) -> None:
+def test_a_malformed_last_event_id_is_422_and_another_jobs_is_400(http: httpx.Client) -> None:
     job = start(http, caller="bad-cursor", count=1)
     other = start(http, caller="other", count=1)
     finished(http, job["id"])
     finished(http, other["id"])
     foreign = read_events(http, other["id"])[0].id
-    for cursor in ["garbage", "-1", "9" * 40, foreign]:
+    for cursor in ["garbage", "-1", "9" * 40]:
+        response = http.get(f"/jobs/{job['id']}/events", headers={"Last-Event-ID": cursor})
+        assert response.status_code == 422, cursor
+        assert response.json()["detail"][0]["loc"] == ["header", "last-event-id"]
+    for cursor in [foreign, "999999999999"]:
         response = http.get(f"/jobs/{job['id']}/events", headers={"Last-Event-ID": cursor})
         assert response.status_code == 400, cursor
         assert "Last-Event-ID" in response.json()["detail"]
+    assert http.get(f"/jobs/{job['id']}/events", headers={"Last-Event-ID": ""}).status_code == 200
 
 
 def test_docs_and_openapi_describe_the_rest_api(http: httpx.Client) -> None:
@@ -151,6 +175,11 @@ def test_docs_and_openapi_describe_the_rest_api(http: httpx.Client) -> None:
     assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/events", "/healthz"} <= set(spec["paths"])
     assert "/mcp" not in spec["paths"]
     assert set(spec["paths"]["/jobs/{job_id}"]) == {"get", "delete"}
+    assert set(spec["paths"]["/jobs/{job_id}/cancel"]) == {"post"}
+    body = spec["components"]["schemas"]["JobCreate"]["properties"]
+    assert (body["count"]["maximum"], body["caller"]["maxLength"], body["interval"]["maximum"]) == (100_000, 256, 3600)
+    documented = set(spec["paths"]["/jobs"]["post"]["responses"])
+    assert {"202", "401", "404", "413", "421", "422", "429", "431", "503"} <= documented
 
 
 def test_healthz(http: httpx.Client) -> None:

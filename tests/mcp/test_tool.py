@@ -44,6 +44,23 @@ async def test_the_tool_streams_its_notifications_then_reports(service: ServiceP
     job = httpx.get(f"{service.base_url}/jobs/{result.structured_content['job_id']}").json()
     assert (job["origin"], job["status"], job["sent"], job["caller"]) == ("mcp", "completed", 5, f"py-{mode}")
     assert (job["session_id"] is None) == (mode == "auto")  # the 2026-07-28 protocol has no sessions
+    # The SDK warns that logging is deprecated on each notification; the service's log stays clean.
+    assert "deprecated" not in service.log()
+
+
+async def test_the_input_schema_states_the_configured_limits(start_service: ServiceFactory) -> None:
+    with start_service(MAX_COUNT="50", MAX_INTERVAL="2", MIN_INTERVAL="0.1", MAX_CALLER_LENGTH="12") as service:
+        async with mcp_client(service.mcp_url) as client:
+            (tool,) = (await client.list_tools()).tools
+    schema = tool.input_schema
+    properties = schema["properties"]
+    assert (properties["count"]["minimum"], properties["count"]["maximum"]) == (1, 50)
+    assert (properties["interval"]["minimum"], properties["interval"]["maximum"]) == (0.1, 2)
+    assert (properties["caller"]["minLength"], properties["caller"]["maxLength"]) == (1, 12)
+    assert schema["required"] == ["interval", "count", "caller"]
+    assert schema["additionalProperties"] is False
+    assert "SERVICE_MAX_COUNT" in properties["count"]["description"]
+    assert "spec_model" not in str(schema)  # the docstring written for developers is not shown
 
 
 @pytest.mark.parametrize(
@@ -91,7 +108,7 @@ async def find_running_job(service: ServiceProcess, caller: str) -> dict[str, An
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_deleting_the_job_over_rest_ends_the_call_with_a_cancelled_result(
+async def test_cancelling_the_job_over_rest_ends_the_call_with_a_cancelled_result(
     service: ServiceProcess, mode: str
 ) -> None:
     caller = f"cancel-over-rest-{mode}"
@@ -104,8 +121,8 @@ async def test_deleting_the_job_over_rest_ends_the_call_with_a_cancelled_result(
         tg.start_soon(call)
         job = await find_running_job(service, caller)
         async with httpx.AsyncClient(base_url=service.base_url) as http:
-            deleted = (await http.delete(f"/jobs/{job['id']}")).json()
-    assert deleted["status"] == "cancelled"
+            cancelled = (await http.post(f"/jobs/{job['id']}/cancel")).json()
+    assert cancelled["status"] == "cancelled"
     (result,) = results
     assert result.is_error
     assert result.structured_content["status"] == "cancelled"

@@ -141,3 +141,21 @@ async def test_sqlite_writes_a_flush_larger_than_a_chunk_whole(tmp_path: Path) -
         assert [e.data for e in await storage.read("job:x", "log")] == payloads
         listed = await storage.list_jobs(status=None, owner=None, limit=len(jobs) + 1, offset=0)
         assert sorted(job.caller for job in listed) == sorted(job.caller for job in jobs)
+
+
+async def test_a_deleted_job_and_its_dropped_log_are_gone(storage: Storage) -> None:
+    kept, deleted = a_job("kept"), a_job("deleted")
+    for job in (kept, deleted):
+        await storage.save_job(job)
+        await storage.append(f"job:{job.id}", "log", b"x")
+    if isinstance(storage, SQLiteStorage):
+        await storage.flush()  # written; one more event of the deleted job stays queued
+    event = await storage.append(f"job:{deleted.id}", "log", b"queued")
+    await storage.delete_job(deleted.id)
+    await storage.drop_scope(f"job:{deleted.id}")
+    await storage.delete_job("0" * 32)  # unknown: no error
+    assert await storage.get_job(deleted.id) is None
+    assert await storage.read(f"job:{deleted.id}", "log") == []
+    assert await storage.stream_of(f"job:{deleted.id}", event) is None
+    assert [j.id for j in await storage.list_jobs(status=None, owner=None, limit=10, offset=0)] == [kept.id]
+    assert len(await storage.read(f"job:{kept.id}", "log")) == 1
