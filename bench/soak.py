@@ -1,25 +1,44 @@
-"""Soak bench: many MCP sessions running notification jobs back to back for a while.
+"""Soak benches: many MCP sessions running notification jobs back to back for a while.
 
-Each session calls `start-notification-stream` again and again (random count and interval)
-and checks that every notification of every call arrived, once and in order. Prints the
-service's RSS at the start and the end, jobs run, notifications lost, and errors.
+The default soak: each session calls `start-notification-stream` again and again (random
+count and interval) with the SDK's client and checks that every notification of every call
+arrived, once and in order. Prints the service's RSS at the start and the end, jobs run,
+notifications lost, and errors.
+
+`--sustained`: retention under full-speed load. `--sessions` clients (bench.loadgen's)
+call the tool back to back (count=1, interval=0), each reconnecting with a new session
+every `--session-seconds` as real clients come and go, with short retentions. Every
+`--sample` seconds it prints calls/s, the store's files, its rows (from /healthz) and the
+RSS; at the end the slope of each over the last half of the run, which is what shows a
+plateau. `--no-purge` keeps everything, for the calls/s to compare with. The server runs
+on core 0 and the clients on core 1.
 
     uv run python -m bench.soak                      # 50 sessions, 2 minutes
     uv run python -m bench.soak --sessions 5 --seconds 10
+    uv run python -m bench.soak --sustained --store sqlite --seconds 600 --out /tmp/sqlite.json
+    uv run python -m bench.soak --sustained --store sqlite --seconds 600 --no-purge --out /tmp/sqlite-keep.json
+    uv run python -m bench.soak --plot /tmp/sqlite.json /tmp/memory.json --to docs/retention.png
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import os
 import random
+import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
+import httpx
 import psutil
 
+from bench.loadgen import McpSession
 from tests.support import TOOL, Received, mcp_client, running_service
 
 
@@ -86,13 +105,165 @@ async def soak(args: argparse.Namespace) -> int:
     return 1 if tally.lost or tally.errors else 0
 
 
+@dataclass
+class Sample:
+    t: float
+    calls_per_s: float
+    file_mb: float
+    jobs: int
+    events: int
+    rss_mb: float
+
+
+@dataclass
+class Sustained:
+    store: str
+    purge: bool
+    settings: dict[str, str]
+    seconds: float
+    calls: int = 0
+    errors: int = 0
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def calls_per_s(self) -> float:
+        return self.calls / self.seconds
+
+
+def _store_mb(workdir: Path) -> float:
+    return sum(path.stat().st_size for path in workdir.glob("service.db*")) / 2**20
+
+
+def _slope_per_min(samples: list[Sample], value: str) -> float:
+    """Least-squares slope over the last half of the samples, per minute."""
+    half = samples[len(samples) // 2 :]
+    if len(half) < 2:
+        return float("nan")
+    xs = [s.t / 60 for s in half]
+    ys = [float(getattr(s, value)) for s in half]
+    return statistics.linear_regression(xs, ys).slope
+
+
+async def sustained(args: argparse.Namespace) -> int:
+    settings = {
+        "SERVICE_STORE": args.store,
+        "SERVICE_LOG_LEVEL": "ERROR",
+        "SERVICE_EVENT_RETENTION": str(args.retention),
+        "SERVICE_JOB_RETENTION": str(args.retention if not args.no_purge else 10**9),
+        "SERVICE_MAX_STORED_JOBS": "0",
+    }
+    if args.no_purge:
+        settings["SERVICE_EVENT_RETENTION"] = str(10**9)
+    result = Sustained(args.store, not args.no_purge, settings, args.seconds)
+    os.sched_setaffinity(0, {1})
+    with tempfile.TemporaryDirectory() as tmp, running_service(Path(tmp), **settings) as service:
+        assert service.proc is not None
+        process = psutil.Process(service.proc.pid)
+        process.cpu_affinity([0])
+        started = time.monotonic()
+        deadline = started + args.seconds
+        calls_at_sample = 0
+
+        async def client(index: int) -> None:
+            while time.monotonic() < deadline:
+                session = await McpSession.open("127.0.0.1", service.port)
+                rotate = min(deadline, time.monotonic() + args.session_seconds)
+                while time.monotonic() < rotate:
+                    outcome = await session.call_tool(1, 0.0, f"sustained-{index}")
+                    result.calls += 1
+                    result.errors += not outcome.ok
+                await session.delete()
+                session.conn.close()
+
+        async def sampler() -> None:
+            nonlocal calls_at_sample
+            async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as http:
+                while time.monotonic() < deadline:
+                    await asyncio.sleep(min(args.sample, max(0.0, deadline - time.monotonic())))
+                    health = (await http.get("/healthz")).json()
+                    t = time.monotonic() - started
+                    previous = result.samples[-1].t if result.samples else 0.0
+                    sample = Sample(
+                        t=t,
+                        calls_per_s=(result.calls - calls_at_sample) / (t - previous),
+                        file_mb=_store_mb(Path(tmp)) if args.store == "sqlite" else health["store_bytes"] / 2**20,
+                        jobs=health["stored_jobs"],
+                        events=health["stored_events"],
+                        rss_mb=process.memory_info().rss / 2**20,
+                    )
+                    calls_at_sample = result.calls
+                    result.samples.append(sample)
+                    print(
+                        f"t={sample.t:4.0f}s  {sample.calls_per_s:6.0f} calls/s  store {sample.file_mb:7.1f} MB"
+                        f"  jobs {sample.jobs:8d}  events {sample.events:9d}  RSS {sample.rss_mb:6.1f} MB",
+                        flush=True,
+                    )
+
+        await asyncio.gather(sampler(), *(client(i) for i in range(args.sessions)))
+        result.seconds = time.monotonic() - started
+    print(
+        f"store {args.store}, purge {'on' if result.purge else 'off'}, {args.sessions} sessions, {result.seconds:.0f} s"
+    )
+    print(f"calls/s over the run   {result.calls_per_s:.0f} ({result.calls} calls, {result.errors} errors)")
+    print("slope over the last half, per minute:")
+    for value, unit in (("file_mb", "MB"), ("jobs", "jobs"), ("events", "events"), ("rss_mb", "MB RSS")):
+        print(f"  {value:8s} {_slope_per_min(result.samples, value):+12.2f} {unit}/min")
+    if args.out:
+        await anyio.Path(args.out).write_text(json.dumps(asdict(result), indent=1))
+    return 1 if result.errors else 0
+
+
+def plot(paths: list[str], to: str) -> None:
+    """One row of charts per metric, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs: list[dict[str, Any]] = [json.loads(Path(path).read_text()) for path in paths]
+    metrics = [
+        ("calls_per_s", "tool calls/s"),
+        ("file_mb", "store size (MB)"),
+        ("events", "stored events"),
+        ("rss_mb", "RSS (MB)"),
+    ]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2))
+    for axis, (metric, label) in zip(axes, metrics, strict=True):
+        for run in runs:
+            name = f"{run['store']}{'' if run['purge'] else ', no purge'}"
+            axis.plot([s["t"] / 60 for s in run["samples"]], [s[metric] for s in run["samples"]], label=name)
+        axis.set_title(label, fontsize=10)
+        axis.set_xlabel("minutes")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(to, dpi=110)
+    print(f"wrote {to}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sessions", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--sessions", type=int, default=None, help="50, or 10 with --sustained")
+    parser.add_argument("--seconds", type=float, default=None, help="120, or 600 with --sustained")
     parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
     parser.add_argument("--seed", type=int, default=4)
-    raise SystemExit(anyio.run(soak, parser.parse_args()))
+    parser.add_argument("--sustained", action="store_true", help="retention under full-speed tool calls")
+    parser.add_argument("--retention", type=float, default=60, help="--sustained: job and event retention (s)")
+    parser.add_argument("--no-purge", action="store_true", help="--sustained: keep everything")
+    parser.add_argument("--session-seconds", type=float, default=30, help="--sustained: a session's life")
+    parser.add_argument("--sample", type=float, default=30, help="--sustained: seconds between samples")
+    parser.add_argument("--out", help="--sustained: write the samples here as JSON")
+    parser.add_argument("--plot", nargs="+", metavar="JSON", help="chart runs written with --out")
+    parser.add_argument("--to", default="retention.png", help="--plot: the PNG to write")
+    args = parser.parse_args()
+    if args.plot:
+        plot(args.plot, args.to)
+        return
+    if args.sustained:
+        args.sessions, args.seconds = args.sessions or 10, args.seconds or 600
+        raise SystemExit(anyio.run(sustained, args))
+    args.sessions, args.seconds = args.sessions or 50, args.seconds or 120
+    raise SystemExit(anyio.run(soak, args))
 
 
 if __name__ == "__main__":

@@ -25,9 +25,15 @@ MAX_OFFSET = 1_000_000_000
 async def _job_or_404(engine: JobEngine, job_id: str, principal: str | None) -> Job:
     """The job, if it exists and the caller may see it: another principal's job is "not found" too."""
     job = await engine.get(job_id)
-    if job is None or (principal is not None and job.owner != principal):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job {job_id} not found")
-    return job
+    if job is not None and (principal is None or job.owner == principal):
+        return job
+    if job is None and await engine.was_purged(job_id):
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"Job {job_id} not found: it is as old as jobs that have expired (finished jobs are kept for "
+            "SERVICE_JOB_RETENTION seconds, and at most SERVICE_MAX_STORED_JOBS of them)",
+        )
+    raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job {job_id} not found")
 
 
 def jobs_router(job_create: type[JobCreate]) -> APIRouter:

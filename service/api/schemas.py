@@ -42,6 +42,9 @@ class Health(BaseModel):
     sessions: int = Field(description="Live MCP sessions (2025-era, with an Mcp-Session-Id).")
     running_jobs: int
     tasks: int = Field(description="Tasks on the event loop: a leak shows here first.")
+    stored_jobs: int = Field(description="Job records in the store, running and finished (retention bounds them).")
+    stored_events: int = Field(description="Events in the store: sessions' and jobs' logs.")
+    store_bytes: int = Field(description="The store's size: its files on disk, or its payloads in memory.")
 
 
 class ErrorBody(BaseModel):

@@ -19,16 +19,11 @@ import anyio
 from anyio.abc import TaskGroup
 
 from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus, utcnow
-from service.stores.base import Storage, StoredEvent
+from service.stores.base import Storage, StoredEvent, StoreStats, job_log_scope
 
 logger = logging.getLogger(__name__)
 
 LOG_STREAM = "log"
-
-
-def log_scope(job_id: str) -> str:
-    """The event-log scope that holds one job's notifications."""
-    return f"job:{job_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +183,6 @@ class JobEngine:
         job = await self.cancel(job_id)
         if job is not None:
             await self._storage.delete_job(job_id)
-            await self._storage.drop_scope(log_scope(job_id))
         return job
 
     # Queries
@@ -218,7 +212,7 @@ class JobEngine:
         Yields None after `heartbeat` idle seconds, so that a streaming caller can keep
         its connection alive (and notice a client that has gone).
         """
-        scope = log_scope(job_id)
+        scope = job_log_scope(job_id)
         while True:
             live = self._live.get(job_id)
             changed = live.next_change() if live is not None else None
@@ -232,15 +226,22 @@ class JobEngine:
             if idle.cancelled_caught:
                 yield None
 
+    async def store_stats(self) -> StoreStats:
+        return await self._storage.stats()
+
+    async def was_purged(self, job_id: str) -> bool:
+        """Whether an unknown id is as old as a job that retention purged (see `Storage.was_purged`)."""
+        return await self._storage.was_purged(job_id)
+
     async def owns_event(self, job_id: str, event_id: int) -> bool:
-        return await self._storage.stream_of(log_scope(job_id), event_id) is not None
+        return await self._storage.stream_of(job_log_scope(job_id), event_id) is not None
 
     # Running
 
     async def _run(self, live: _LiveJob) -> None:
         job = live.job
         job.status, job.started_at = JobStatus.RUNNING, utcnow()
-        scope = log_scope(job.id)
+        scope = job_log_scope(job.id)
         try:
             await self._storage.save_job(job)
             with live.scope:
@@ -284,7 +285,7 @@ class JobEngine:
 
     async def _interrupt_leftovers(self) -> None:
         for job in await self._storage.unfinished_jobs():
-            job.sent = sum(1 for _ in await self._storage.read(log_scope(job.id), LOG_STREAM))
+            job.sent = sum(1 for _ in await self._storage.read(job_log_scope(job.id), LOG_STREAM))
             logger.warning("job %s was left %s by a previous run: marked interrupted", job.id, job.status)
             job.status, job.finished_at = JobStatus.INTERRUPTED, job.finished_at or utcnow()
             await self._storage.save_job(job)

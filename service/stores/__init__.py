@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from service.settings import Settings, StoreBackend
-from service.stores.base import Storage
+from service.stores.base import Retention, Storage
 from service.stores.memory import MemoryStorage
 from service.stores.sqlite import SQLiteStorage
 
 
 def create_storage(settings: Settings) -> Storage:
+    retention = Retention(
+        events=settings.event_retention,
+        jobs=settings.job_retention,
+        max_jobs=settings.max_stored_jobs or None,
+    )
     if settings.store is StoreBackend.MEMORY:
-        return MemoryStorage(max_events_per_scope=settings.max_events_per_session, retention=settings.event_retention)
+        return MemoryStorage(max_events_per_scope=settings.max_events_per_session, retention=retention)
     return SQLiteStorage(
         settings.sqlite_path,
         max_events_per_scope=settings.max_events_per_session,
-        retention=settings.event_retention,
+        retention=retention,
         flush_interval=settings.sqlite_flush_interval,
     )
 

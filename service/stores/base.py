@@ -1,11 +1,21 @@
-"""The storage interface: append-only event logs and job records.
+"""The storage interface: append-only event logs and job records, kept for a bounded time.
 
 A backend is one class in one file that satisfies `Storage`. Events live in *scopes*
-(an MCP session, or a job's own log); a scope holds one or more *streams* (the SDK's
-per-request stream ids, `_GET_stream`, or a job log's single stream). Event ids are
-integers from one sequence per store, so ids sort in store order; they are never
-reused, and an id is only ever looked up inside the scope that asks for it, so one
+(an MCP session, or a job's own log, `job_log_scope(id)`); a scope holds one or more
+*streams* (the SDK's per-request stream ids, `_GET_stream`, or a job log's single stream).
+Event ids are integers from one sequence per store, so ids sort in store order; they are
+never reused, and an id is only ever looked up inside the scope that asks for it, so one
 session can neither read nor guess its way into another's events.
+
+What is kept, and for how long (`Retention`), is part of the contract:
+- a session's events while it lives and `events` seconds after `end_scope`; a session left
+  open by a crash counts as ended when the store is next opened;
+- at most `max_events_per_scope` events per scope, the oldest going first;
+- a finished job and its log for `jobs` seconds after it finished, and at most `max_jobs`
+  finished jobs, the oldest finished going first. A job that is still pending or running is
+  never purged.
+A backend purges on its own, off the request path, in bounded batches; `purge` runs one
+full pass now.
 
 Payloads are serialized bytes, never message objects: retaining millions of pydantic
 objects costs the cyclic garbage collector dearly.
@@ -19,6 +29,33 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from service.jobs.models import Job, JobStatus
+
+JOB_LOG_PREFIX = "job:"
+
+
+def job_log_scope(job_id: str) -> str:
+    """The scope that holds one job's notifications: it lives and goes with the job."""
+    return f"{JOB_LOG_PREFIX}{job_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long a store keeps what it holds (`SERVICE_EVENT_RETENTION`, `SERVICE_JOB_RETENTION`...)."""
+
+    events: float = 3600.0
+    """Seconds an ended session's events are kept."""
+    jobs: float = 86400.0
+    """Seconds a finished job and its log are kept."""
+    max_jobs: int | None = None
+    """Finished jobs kept at most (the oldest finished go first); None: no cap."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    jobs: int
+    events: int
+    bytes: int
+    """The store's size: its files on disk, or the payloads it holds in memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,15 +92,11 @@ class EventLog(Protocol):
         ...
 
     async def end_scope(self, scope: str) -> None:
-        """The scope's owner is gone: keep its events for the retention period, then drop them."""
+        """The scope's owner is gone: keep its events for `Retention.events` seconds, then drop them."""
         ...
 
     async def seal(self, scope: str) -> None:
         """Nothing more will be appended to the scope: forget its bookkeeping, keep its events."""
-        ...
-
-    async def drop_scope(self, scope: str) -> None:
-        """Forget the scope's events now (its owner was deleted); nothing is appended to it after."""
         ...
 
 
@@ -73,7 +106,14 @@ class JobStore(Protocol):
     async def get_job(self, job_id: str) -> Job | None: ...
 
     async def delete_job(self, job_id: str) -> None:
-        """Forget a job that has ended; an unknown id is no error."""
+        """Forget a job that has ended, and its log; an unknown id is no error."""
+        ...
+
+    async def was_purged(self, job_id: str) -> bool:
+        """Whether an id that is not found is as old as a job retention purged: it may have existed.
+
+        Job ids are time-ordered (`new_job_id`), so the newest id purged is all a store keeps.
+        """
         ...
 
     async def list_jobs(self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int) -> Sequence[Job]:
@@ -87,6 +127,12 @@ class JobStore(Protocol):
 
 class Storage(EventLog, JobStore, Protocol):
     """A backend: opened and closed by the app's lifespan."""
+
+    async def purge(self) -> int:
+        """Drop now, in bounded batches, what retention lets go; return how many jobs and events went."""
+        ...
+
+    async def stats(self) -> StoreStats: ...
 
     async def __aenter__(self) -> Self: ...
 

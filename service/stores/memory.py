@@ -1,34 +1,44 @@
-"""In-process storage: fast, bounded, and gone when the process exits."""
+"""In-process storage: fast, bounded, and gone when the process exits.
+
+It has no task of its own: what retention lets go is dropped as new things arrive, a few
+at a time (each call does a bounded amount), so memory stays flat under a steady load.
+"""
 
 from __future__ import annotations
 
 import itertools
 import time
 from bisect import bisect_left, bisect_right
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
 from service.jobs.models import Job, JobStatus
-from service.stores.base import StoredEvent
+from service.stores.base import Retention, StoredEvent, StoreStats, job_log_scope
+
+PURGE_STEP = 16
+"""Expired things dropped at most per call that adds one: more than it adds, so the purge keeps up."""
 
 
 class _ScopeLog:
     """One scope's events in id order, in parallel lists; evicted entries sit before `start`."""
 
-    __slots__ = ("data", "ids", "start", "streams")
+    __slots__ = ("data", "ids", "size", "start", "streams")
 
     def __init__(self) -> None:
         self.ids: list[int] = []
         self.streams: list[str] = []
         self.data: list[bytes | None] = []
         self.start = 0
+        self.size = 0
+        """Payload bytes held."""
 
     def __len__(self) -> int:
         return len(self.ids) - self.start
 
     def evict_oldest(self) -> None:
+        self.size -= len(self.data[self.start] or b"")
         self.start += 1
         if self.start > 1024 and self.start * 2 > len(self.ids):
             del self.ids[: self.start], self.streams[: self.start], self.data[: self.start]
@@ -36,18 +46,18 @@ class _ScopeLog:
 
 
 class MemoryStorage:
-    """Keeps each scope's events within `max_events_per_scope`, and an ended scope for `retention` seconds.
+    """Keeps what `Retention` says, for the life of the process: use SQLite where a restart matters."""
 
-    Job records and job logs are kept for the life of the process: use SQLite where that matters.
-    """
-
-    def __init__(self, *, max_events_per_scope: int, retention: float) -> None:
+    def __init__(self, *, max_events_per_scope: int, retention: Retention) -> None:
         self._max_events = max_events_per_scope
         self._retention = retention
         self._ids = itertools.count(1)
         self._scopes: dict[str, _ScopeLog] = {}
         self._ended: deque[tuple[float, str]] = deque()
         self._jobs: dict[str, Job] = {}
+        self._finished: OrderedDict[str, float] = OrderedDict()
+        """Finished jobs in the order they finished, with the time they expire."""
+        self._purged_through = ""
 
     async def __aenter__(self) -> Self:
         return self
@@ -67,6 +77,7 @@ class MemoryStorage:
         log.ids.append(event_id)
         log.streams.append(stream)
         log.data.append(data)
+        log.size += len(data or b"")
         if len(log) > self._max_events:
             log.evict_oldest()
         return event_id
@@ -89,29 +100,40 @@ class MemoryStorage:
 
     async def end_scope(self, scope: str) -> None:
         now = time.monotonic()
-        self._ended.append((now + self._retention, scope))
-        while self._ended and self._ended[0][0] <= now:
-            self._scopes.pop(self._ended.popleft()[1], None)
+        self._ended.append((now + self._retention.events, scope))
+        self._purge_step(now, PURGE_STEP)
 
     async def seal(self, scope: str) -> None:
         return None  # nothing is kept about a scope besides its events
-
-    async def drop_scope(self, scope: str) -> None:
-        self._scopes.pop(scope, None)
 
     # JobStore
 
     async def save_job(self, job: Job) -> None:
         self._jobs[job.id] = job.model_copy()
+        if job.status.is_final and job.id not in self._finished:
+            now = time.monotonic()
+            self._finished[job.id] = now + self._retention.jobs
+            self._purge_step(now, PURGE_STEP)
 
     async def get_job(self, job_id: str) -> Job | None:
+        now = time.monotonic()
+        self._purge_step(now, PURGE_STEP)  # a quiet service has nothing else to purge on
+        expires = self._finished.get(job_id)
+        if expires is not None and expires <= now:  # expired, not yet reached by the purge
+            self._drop_job(job_id)
         job = self._jobs.get(job_id)
         return job.model_copy() if job is not None else None
 
     async def delete_job(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
+        self._finished.pop(job_id, None)
+        self._scopes.pop(job_log_scope(job_id), None)
+
+    async def was_purged(self, job_id: str) -> bool:
+        return job_id <= self._purged_through
 
     async def list_jobs(self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int) -> Sequence[Job]:
+        self._purge_step(time.monotonic(), None)
         matching = [
             job
             for job in reversed(self._jobs.values())
@@ -121,3 +143,40 @@ class MemoryStorage:
 
     async def unfinished_jobs(self) -> Sequence[Job]:
         return [job.model_copy() for job in self._jobs.values() if not job.status.is_final]
+
+    # Retention
+
+    async def purge(self) -> int:
+        return self._purge_step(time.monotonic(), None)
+
+    async def stats(self) -> StoreStats:
+        return StoreStats(
+            jobs=len(self._jobs),
+            events=sum(len(log) for log in self._scopes.values()),
+            bytes=sum(log.size for log in self._scopes.values()),
+        )
+
+    def _purge_step(self, now: float, limit: int | None) -> int:
+        """Drop up to `limit` expired scopes and jobs (all of them if None); return how many events and jobs went."""
+        removed = 0
+        budget = limit if limit is not None else -1
+        ended, finished, cap = self._ended, self._finished, self._retention.max_jobs
+        while budget != 0 and ended and ended[0][0] <= now:
+            log = self._scopes.pop(ended.popleft()[1], None)
+            removed += len(log) if log is not None else 0
+            budget -= 1
+        while budget != 0 and finished:
+            job_id, expires = next(iter(finished.items()))
+            if expires > now and (cap is None or len(finished) <= cap):
+                break
+            removed += self._drop_job(job_id)
+            budget -= 1
+        return removed
+
+    def _drop_job(self, job_id: str) -> int:
+        """Purge one finished job and its log; return how many things went."""
+        del self._finished[job_id]
+        self._jobs.pop(job_id, None)
+        log = self._scopes.pop(job_log_scope(job_id), None)
+        self._purged_through = max(self._purged_through, job_id)
+        return 1 + (len(log) if log is not None else 0)

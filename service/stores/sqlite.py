@@ -10,6 +10,13 @@ database returns, so they see every event appended before them and never wait on
 If a write fails (disk full, database locked), the rows stay queued and are retried,
 and `append` raises `StoreError` until a write succeeds again, so the failure reaches
 the caller instead of growing memory.
+
+Retention runs on the same worker thread, between flushes: every `PURGE_INTERVAL` seconds
+a step deletes at most `PURGE_BATCH` expired jobs (with their logs) and `PURGE_BATCH`
+events of expired sessions, in one short transaction, and the next step follows at the
+next flush while there is more. Deleted pages go to SQLite's free list and are reused, so
+the file stops growing once retention is reached; a new database also gives them back to
+the file system (`auto_vacuum = INCREMENTAL`).
 """
 
 from __future__ import annotations
@@ -28,11 +35,13 @@ import anyio
 import anyio.to_thread
 
 from service.jobs.models import Job, JobStatus
-from service.stores.base import StoredEvent, StoreError
+from service.stores.base import JOB_LOG_PREFIX, Retention, StoredEvent, StoreError, StoreStats, job_log_scope
 
 T = TypeVar("T")
 
+# auto_vacuum takes effect only before the first table is created, i.e. on a new database.
 SCHEMA = """
+PRAGMA auto_vacuum = INCREMENTAL;
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     scope TEXT NOT NULL,
@@ -52,17 +61,34 @@ CREATE TABLE IF NOT EXISTS jobs (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at DESC, id DESC);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
+
+# Databases from before retention have no `finished` column: it is added, and filled from
+# each job's body, at the next open.
+FINISHED_COLUMN = """
+ALTER TABLE jobs ADD COLUMN finished REAL;
+UPDATE jobs SET finished = (julianday(json_extract(body, '$.finished_at')) - 2440587.5) * 86400.0
+    WHERE status NOT IN ('pending', 'running');
+"""
+FINISHED_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_finished ON jobs (finished) WHERE finished IS NOT NULL"
 
 _Row = tuple[int, str, str, bytes | None]
 
 WRITE_CHUNK = 32
 """Rows per `executemany` call in a flush (see `_execute_in_chunks`)."""
+PURGE_INTERVAL = 1.0
+"""Seconds between purge steps while there is nothing left to purge."""
+PURGE_BATCH = 256
+"""Jobs, and session events, deleted at most by one purge step (one transaction)."""
 
 
 class SQLiteStorage:
     def __init__(
-        self, path: Path, *, max_events_per_scope: int, retention: float, flush_interval: float = 0.05
+        self, path: Path, *, max_events_per_scope: int, retention: Retention, flush_interval: float = 0.05
     ) -> None:
         self._path = path
         self._max_events = max_events_per_scope
@@ -84,6 +110,9 @@ class SQLiteStorage:
         self._failure: StoreError | None = None
         self._flush_lock = anyio.Lock()
         self._stack = AsyncExitStack()
+        self._purged_through = ""
+        self._stored_events = 0
+        """Rows of the events table: counted once at open, then kept by the writer (a COUNT scans them all)."""
 
     async def __aenter__(self) -> Self:
         await self._run(self._open)
@@ -155,17 +184,11 @@ class SQLiteStorage:
         return stored + [event for event in pending if event.id not in written]
 
     async def end_scope(self, scope: str) -> None:
-        self._ended[scope] = time.time() + self._retention
+        self._ended[scope] = time.time() + self._retention.events
         self._counts.pop(scope, None)
 
     async def seal(self, scope: str) -> None:
         self._counts.pop(scope, None)
-
-    async def drop_scope(self, scope: str) -> None:
-        # Rare (a job deleted over REST): written at once rather than through the queue.
-        self._counts.pop(scope, None)
-        await self.flush()
-        await self._run_db(lambda db: _in_transaction(db, "DELETE FROM events WHERE scope = ?", (scope,)))
 
     # JobStore
 
@@ -183,8 +206,13 @@ class SQLiteStorage:
         return await self._read_db(query)
 
     async def delete_job(self, job_id: str) -> None:
+        # Rare (a DELETE over REST): written at once rather than through the queue.
+        self._counts.pop(job_log_scope(job_id), None)
         await self.flush()
-        await self._run_db(lambda db: _in_transaction(db, "DELETE FROM jobs WHERE id = ?", (job_id,)))
+        self._stored_events -= await self._run_db(lambda db: _delete_job(db, job_id))
+
+    async def was_purged(self, job_id: str) -> bool:
+        return job_id <= self._purged_through
 
     async def list_jobs(self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int) -> Sequence[Job]:
         await self.flush()
@@ -234,31 +262,41 @@ class SQLiteStorage:
             rows, jobs, ended = self._rows, self._jobs, self._ended
             trim, self._over_cap = self._over_cap, set()
 
-            def write(db: sqlite3.Connection) -> None:
+            def write(db: sqlite3.Connection) -> int:
                 with db:
                     _execute_in_chunks(db, "INSERT INTO events (id, scope, stream, data) VALUES (?, ?, ?, ?)", rows)
                     _execute_in_chunks(
                         db,
-                        "INSERT OR REPLACE INTO jobs (id, status, owner, created_at, body) VALUES (?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO jobs (id, status, owner, created_at, body, finished)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
                         (
-                            (j.id, j.status.value, j.owner, j.created_at.isoformat(), j.model_dump_json())
+                            (
+                                j.id,
+                                j.status.value,
+                                j.owner,
+                                j.created_at.isoformat(),
+                                j.model_dump_json(),
+                                j.finished_at.timestamp() if j.finished_at and j.status.is_final else None,
+                            )
                             for j in jobs.values()
                         ),
                     )
                     db.executemany(
                         "INSERT OR REPLACE INTO ended_scopes (scope, expires_at) VALUES (?, ?)", ended.items()
                     )
+                    trimmed = 0
                     for scope in trim:
-                        db.execute(
+                        trimmed += db.execute(
                             "DELETE FROM events WHERE scope = ? AND id <= (SELECT id FROM events WHERE scope = ?"
                             " ORDER BY id DESC LIMIT 1 OFFSET ?)",
                             (scope, scope, self._max_events),
-                        )
+                        ).rowcount
+                return len(rows) - trimmed
 
             self._rows, self._jobs, self._ended = [], {}, {}
             self._writing, self._writing_jobs = rows, jobs
             try:
-                await self._run_db(write)
+                self._stored_events += await self._run_db(write)
             except StoreError as exc:
                 # Keep the rows for the next attempt, ahead of anything queued meanwhile.
                 self._rows = rows + self._rows
@@ -274,10 +312,46 @@ class SQLiteStorage:
                 if scope in self._counts:
                     self._counts[scope] = self._max_events
 
-    async def purge_expired(self) -> None:
-        """Drop the events of scopes whose retention has run out."""
+    # Retention
+
+    async def purge(self) -> int:
         await self.flush()
-        await self._run_db(_purge_expired)
+        removed = 0
+        while step := await self._purge_step():
+            removed += step
+        return removed
+
+    async def _purge_step(self) -> int:
+        """One bounded transaction of purging; returns the jobs and events it removed (0: nothing left)."""
+        retention = self._retention
+
+        def purge(db: sqlite3.Connection) -> tuple[int, int, str]:
+            now = time.time()
+            with db:
+                jobs, events, newest = _purge_jobs(db, before=now - retention.jobs, cap=retention.max_jobs)
+                events += _purge_ended_scopes(db, now)
+            if jobs or events:
+                db.execute("PRAGMA incremental_vacuum(64)")  # a no-op on databases made before it was on
+            return jobs, events, newest
+
+        jobs, events, newest = await self._run_db(purge)
+        self._stored_events -= events
+        self._purged_through = max(self._purged_through, newest)
+        return jobs + events
+
+    async def stats(self) -> StoreStats:
+        def count_jobs(db: sqlite3.Connection) -> int:
+            # Cheap: retention bounds the table (SERVICE_MAX_STORED_JOBS).
+            (jobs,) = db.execute("SELECT COUNT(*) FROM jobs").fetchone()
+            return int(jobs)
+
+        stored_jobs = await self._read_db(count_jobs)
+        files = (self._path, self._path.with_name(self._path.name + "-wal"))
+        return StoreStats(
+            jobs=stored_jobs,  # as of the last flush: a queued save may be a new job or an update
+            events=self._stored_events + len(self._writing) + len(self._rows),
+            bytes=sum(path.stat().st_size for path in files if path.exists()),
+        )
 
     async def _flush_forever(self) -> None:
         next_purge = 0.0
@@ -286,8 +360,9 @@ class SQLiteStorage:
             try:
                 await self._write_queued()
                 if time.monotonic() >= next_purge:
-                    next_purge = time.monotonic() + 60
-                    await self.purge_expired()
+                    more = await self._purge_step()
+                    # While there is more, a step follows each flush; then one a second.
+                    next_purge = 0.0 if more else time.monotonic() + PURGE_INTERVAL
             except StoreError:
                 continue  # `_failure` makes appenders report it; keep retrying.
 
@@ -324,6 +399,10 @@ class SQLiteStorage:
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA busy_timeout = 1000")
             db.executescript(SCHEMA)
+            _migrate(db)
+            _end_orphaned_scopes(db, expires_at=time.time() + self._retention.events)
+            purged = db.execute("SELECT value FROM meta WHERE key = 'purged_through'").fetchone()
+            (events,) = db.execute("SELECT COUNT(*) FROM events").fetchone()
             # sqlite_sequence remembers the largest id ever written, even once it was purged.
             (last,) = db.execute(
                 "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),"
@@ -334,6 +413,8 @@ class SQLiteStorage:
             raise StoreError(f"cannot open the SQLite store at {self._path}: {exc}") from exc
         self._db, self._reader = db, reader
         self._next_id = int(last) + 1
+        self._purged_through = str(purged[0]) if purged else ""
+        self._stored_events = int(events)
 
     def _close(self) -> None:
         for db in (self._db, self._reader):
@@ -357,13 +438,85 @@ def _execute_in_chunks(db: sqlite3.Connection, sql: str, rows: Iterable[tuple[ob
             os.sched_yield()
 
 
-def _in_transaction(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> None:
-    with db:
-        db.execute(sql, params)
+def _migrate(db: sqlite3.Connection) -> None:
+    columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    if "finished" not in columns:
+        with db:
+            for statement in FINISHED_COLUMN.strip().split(";\n"):
+                db.execute(statement)
+    db.execute(FINISHED_INDEX)
 
 
-def _purge_expired(db: sqlite3.Connection) -> None:
-    now = time.time()
+def _end_orphaned_scopes(db: sqlite3.Connection, *, expires_at: float) -> None:
+    """Sessions live in one process: any session scope found at open was left by one that crashed."""
     with db:
-        db.execute("DELETE FROM events WHERE scope IN (SELECT scope FROM ended_scopes WHERE expires_at <= ?)", (now,))
-        db.execute("DELETE FROM ended_scopes WHERE expires_at <= ?", (now,))
+        db.execute(
+            "INSERT OR IGNORE INTO ended_scopes (scope, expires_at)"
+            " SELECT DISTINCT scope, ? FROM events WHERE scope NOT LIKE ? || '%'",
+            (expires_at, JOB_LOG_PREFIX),
+        )
+
+
+def _delete_jobs(db: sqlite3.Connection, job_ids: Sequence[str]) -> int:
+    """Delete jobs and their logs, in the caller's transaction; return the events deleted."""
+    events = 0
+    for job_id in job_ids:
+        events += db.execute("DELETE FROM events WHERE scope = ?", (job_log_scope(job_id),)).rowcount
+        db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+    return events
+
+
+def _delete_job(db: sqlite3.Connection, job_id: str) -> int:
+    with db:
+        return _delete_jobs(db, [job_id])
+
+
+def _purge_jobs(db: sqlite3.Connection, *, before: float, cap: int | None) -> tuple[int, int, str]:
+    """Up to `PURGE_BATCH` finished jobs that expired, or are the oldest beyond the cap, with their logs.
+
+    Returns the jobs and the events deleted, and the newest id among the jobs.
+    """
+    ids = [
+        row[0]
+        for row in db.execute(
+            "SELECT id FROM jobs WHERE finished IS NOT NULL AND finished <= ? ORDER BY finished LIMIT ?",
+            (before, PURGE_BATCH),
+        )
+    ]
+    if cap is not None and len(ids) < PURGE_BATCH:
+        (finished,) = db.execute("SELECT COUNT(*) FROM jobs WHERE finished IS NOT NULL").fetchone()
+        over = finished - len(ids) - cap
+        if over > 0:
+            ids += [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM jobs WHERE finished IS NOT NULL ORDER BY finished LIMIT ? OFFSET ?",
+                    (min(over, PURGE_BATCH - len(ids)), len(ids)),
+                )
+            ]
+    if not ids:
+        return 0, 0, ""
+    newest = max(ids)
+    events = _delete_jobs(db, ids)
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('purged_through', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+        (newest,),
+    )
+    return len(ids), events, newest
+
+
+def _purge_ended_scopes(db: sqlite3.Connection, now: float) -> int:
+    """Up to `PURGE_BATCH` events of sessions whose retention ran out; a scope is forgotten once it is empty."""
+    removed = db.execute(
+        "DELETE FROM events WHERE id IN (SELECT events.id FROM ended_scopes JOIN events USING (scope)"
+        " WHERE ended_scopes.expires_at <= ? LIMIT ?)",
+        (now, PURGE_BATCH),
+    ).rowcount
+    if removed < PURGE_BATCH:
+        db.execute(
+            "DELETE FROM ended_scopes WHERE expires_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM events WHERE events.scope = ended_scopes.scope)",
+            (now,),
+        )
+    return removed

@@ -187,3 +187,24 @@ def test_healthz(http: httpx.Client) -> None:
     assert body["status"] == "ok"
     assert body["store"] == "sqlite"
     assert {"sessions", "running_jobs"} <= set(body)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
+def test_finished_jobs_expire_and_say_so(start_service: ServiceFactory, store: str) -> None:
+    with start_service(STORE=store, JOB_RETENTION="0.5") as service, httpx.Client(base_url=service.base_url) as http:
+        long = start(http, caller="still-running", count=100, interval=0.1)
+        job = start(http, caller="expires", count=2)
+        first = read_events(http, job["id"])[0].id
+        wait_for(lambda: http.get(f"/jobs/{job['id']}").status_code == 404, timeout=10)
+        gone = http.get(f"/jobs/{job['id']}").json()["detail"]
+        assert "expired" in gone
+        assert "SERVICE_JOB_RETENTION" in gone
+        resumed = http.get(f"/jobs/{job['id']}/events", headers={"Last-Event-ID": first})
+        assert (resumed.status_code, "expired" in resumed.json()["detail"]) == (404, True)
+        assert http.get(f"/jobs/{'f' * 32}").json()["detail"] == f"Job {'f' * 32} not found"  # never existed
+        assert http.get(f"/jobs/{long['id']}").json()["status"] == "running"  # running jobs are never purged
+        health = http.get("/healthz").json()
+        assert health["stored_jobs"] >= 1
+        assert health["stored_events"] >= 1, health
+        assert health["store_bytes"] > 0
+        http.post(f"/jobs/{long['id']}/cancel")

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 import pytest
 
-from service.jobs.engine import JobEngine, JobLimits, Notification, TooManyJobs, log_scope
+from service.jobs.engine import JobEngine, JobLimits, Notification, TooManyJobs
 from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus
+from service.stores.base import Retention, job_log_scope
 from service.stores.memory import MemoryStorage
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +33,7 @@ class BrokenSink:
 
 @pytest.fixture
 def storage() -> MemoryStorage:
-    return MemoryStorage(max_events_per_scope=10_000, retention=60)
+    return MemoryStorage(max_events_per_scope=10_000, retention=Retention(events=60))
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ async def test_a_job_sends_every_notification_then_completes(engine: JobEngine, 
     assert final.started_at is not None
     assert final.finished_at is not None
     assert [n.index for n in sink.received] == [1, 2, 3, 4]
-    logged = [json.loads(e.data or b"") for e in await storage.read(log_scope(job.id), "log")]
+    logged = [json.loads(e.data or b"") for e in await storage.read(job_log_scope(job.id), "log")]
     assert [entry["message"] for entry in logged] == [n.message for n in sink.received]
     assert await storage.get_job(job.id) == final
 
@@ -155,7 +156,7 @@ async def test_delete_cancels_a_running_job_and_forgets_it(engine: JobEngine, st
     assert deleted is not None
     assert deleted.status is JobStatus.CANCELLED
     assert await engine.get(job.id) is None
-    assert await storage.read(log_scope(job.id), "log") == []
+    assert await storage.read(job_log_scope(job.id), "log") == []
     assert await engine.delete(job.id) is None
 
 
@@ -181,7 +182,7 @@ async def test_jobs_left_running_by_a_previous_process_are_marked_interrupted(st
     leftover = Job.new(spec(count=5), JobOrigin.REST, None, None)
     leftover.status = JobStatus.RUNNING
     await storage.save_job(leftover)
-    await storage.append(log_scope(leftover.id), "log", b"{}")
+    await storage.append(job_log_scope(leftover.id), "log", b"{}")
     async with JobEngine(storage, LIMITS).running():
         saved = await storage.get_job(leftover.id)
     assert saved is not None

@@ -7,6 +7,7 @@ from mcp.server.streamable_http import EventMessage
 from mcp_types import JSONRPCNotification
 
 from service.mcp.event_store import JSON_KEPT, SessionEventStore
+from service.stores.base import Retention
 from service.stores.memory import MemoryStorage
 
 
@@ -16,7 +17,7 @@ def note(index: int) -> JSONRPCNotification:
 
 @pytest.mark.anyio
 async def test_the_wire_json_is_the_stored_json_and_survives_eviction() -> None:
-    store = SessionEventStore(MemoryStorage(max_events_per_scope=1000, retention=60), "s1")
+    store = SessionEventStore(MemoryStorage(max_events_per_scope=1000, retention=Retention(events=60)), "s1")
     sent = [(note(i), await store.store_event("0", note(i))) for i in range(JSON_KEPT + 10)]
     # The oldest were evicted from the cache: serialized again, to the same text.
     for message, event_id in sent:

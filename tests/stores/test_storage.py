@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
 import pytest
 
-from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus
-from service.stores.base import Storage
+from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus, new_job_id, utcnow
+from service.stores.base import Retention, Storage, job_log_scope
 from service.stores.memory import MemoryStorage
-from service.stores.sqlite import WRITE_CHUNK, SQLiteStorage
+from service.stores.sqlite import PURGE_BATCH, WRITE_CHUNK, SQLiteStorage
 
 pytestmark = pytest.mark.anyio
 
 Factory = Callable[..., Storage]
+KEEP = Retention(events=60, jobs=60)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
 def make_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
-    def make(*, max_events: int = 1000, retention: float = 60.0) -> Storage:
+    def make(*, max_events: int = 1000, retention: Retention = KEEP) -> Storage:
         if request.param == "memory":
             return MemoryStorage(max_events_per_scope=max_events, retention=retention)
         return SQLiteStorage(
@@ -82,13 +84,13 @@ async def test_the_per_scope_cap_evicts_the_oldest(make_storage: Factory) -> Non
 
 
 async def test_an_ended_scope_is_dropped_after_the_retention(make_storage: Factory) -> None:
-    async with make_storage(retention=0.0) as storage:
+    async with make_storage(retention=Retention(events=0)) as storage:
         first = await storage.append("gone", "0", b"x")
+        kept = await storage.append("open", "0", b"y")
         await storage.end_scope("gone")
-        await storage.end_scope("trigger")  # ending another scope purges what has expired
-        if isinstance(storage, SQLiteStorage):
-            await storage.purge_expired()  # its flusher does this once a minute
+        await storage.purge()
         assert await storage.stream_of("gone", first) is None
+        assert await storage.stream_of("open", kept) == "0"
 
 
 async def test_jobs_are_listed_newest_first_with_filters(storage: Storage) -> None:
@@ -117,10 +119,10 @@ async def test_a_saved_job_reads_back_equal(storage: Storage) -> None:
 async def test_sqlite_keeps_everything_across_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "durable.db"
     job = a_job()
-    async with SQLiteStorage(path, max_events_per_scope=100, retention=60) as storage:
+    async with SQLiteStorage(path, max_events_per_scope=100, retention=KEEP) as storage:
         await storage.save_job(job)
         first = await storage.append("job:x", "log", b"one")
-    async with SQLiteStorage(path, max_events_per_scope=100, retention=60) as storage:
+    async with SQLiteStorage(path, max_events_per_scope=100, retention=KEEP) as storage:
         assert await storage.get_job(job.id) == job
         assert [e.data for e in await storage.read("job:x", "log")] == [b"one"]
         assert await storage.append("job:x", "log", b"two") > first
@@ -131,13 +133,13 @@ async def test_sqlite_writes_a_flush_larger_than_a_chunk_whole(tmp_path: Path) -
     path = tmp_path / "chunks.db"
     payloads = [f"e{i}".encode() for i in range(2 * WRITE_CHUNK + 1)]
     jobs = [a_job(caller=f"c{i}") for i in range(WRITE_CHUNK + 1)]
-    async with SQLiteStorage(path, max_events_per_scope=10_000, retention=60, flush_interval=5) as storage:
+    async with SQLiteStorage(path, max_events_per_scope=10_000, retention=KEEP, flush_interval=5) as storage:
         for payload in payloads:
             await storage.append("job:x", "log", payload)
         for job in jobs:
             await storage.save_job(job)
         await storage.flush()  # one flush, well before the periodic one
-    async with SQLiteStorage(path, max_events_per_scope=10_000, retention=60) as storage:
+    async with SQLiteStorage(path, max_events_per_scope=10_000, retention=KEEP) as storage:
         assert [e.data for e in await storage.read("job:x", "log")] == payloads
         listed = await storage.list_jobs(status=None, owner=None, limit=len(jobs) + 1, offset=0)
         assert sorted(job.caller for job in listed) == sorted(job.caller for job in jobs)
@@ -147,15 +149,111 @@ async def test_a_deleted_job_and_its_dropped_log_are_gone(storage: Storage) -> N
     kept, deleted = a_job("kept"), a_job("deleted")
     for job in (kept, deleted):
         await storage.save_job(job)
-        await storage.append(f"job:{job.id}", "log", b"x")
+        await storage.append(job_log_scope(job.id), "log", b"x")
     if isinstance(storage, SQLiteStorage):
         await storage.flush()  # written; one more event of the deleted job stays queued
-    event = await storage.append(f"job:{deleted.id}", "log", b"queued")
+    event = await storage.append(job_log_scope(deleted.id), "log", b"queued")
     await storage.delete_job(deleted.id)
-    await storage.drop_scope(f"job:{deleted.id}")
     await storage.delete_job("0" * 32)  # unknown: no error
     assert await storage.get_job(deleted.id) is None
-    assert await storage.read(f"job:{deleted.id}", "log") == []
-    assert await storage.stream_of(f"job:{deleted.id}", event) is None
+    assert await storage.read(job_log_scope(deleted.id), "log") == []
+    assert await storage.stream_of(job_log_scope(deleted.id), event) is None
     assert [j.id for j in await storage.list_jobs(status=None, owner=None, limit=10, offset=0)] == [kept.id]
-    assert len(await storage.read(f"job:{kept.id}", "log")) == 1
+    assert len(await storage.read(job_log_scope(kept.id), "log")) == 1
+
+
+def finished_job(caller: str, status: JobStatus = JobStatus.COMPLETED) -> Job:
+    job = a_job(caller, status)
+    job.finished_at = utcnow()
+    return job
+
+
+async def test_finished_jobs_and_their_logs_expire_running_ones_never(make_storage: Factory) -> None:
+    async with make_storage(retention=Retention(events=60, jobs=0)) as storage:
+        done, running = finished_job("done"), a_job("running", JobStatus.RUNNING)
+        for job in (done, running):
+            await storage.append(job_log_scope(job.id), "log", b"x")
+            await storage.save_job(job)
+        await storage.purge()
+        assert await storage.get_job(done.id) is None
+        assert await storage.read(job_log_scope(done.id), "log") == []
+        assert await storage.get_job(running.id) == running
+        assert len(await storage.read(job_log_scope(running.id), "log")) == 1
+        assert await storage.was_purged(done.id)
+        await anyio.sleep(0.002)  # ids are ordered by the millisecond
+        assert not await storage.was_purged(new_job_id())  # newer than anything purged: it never existed
+
+
+async def test_the_cap_keeps_the_newest_finished_jobs(make_storage: Factory) -> None:
+    async with make_storage(retention=Retention(events=60, jobs=3600, max_jobs=3)) as storage:
+        jobs = [finished_job(f"c{i}") for i in range(5)]
+        running = a_job("running", JobStatus.RUNNING)
+        for job in [*jobs, running]:
+            await storage.save_job(job)
+            await anyio.sleep(0.002)  # finished in this order
+        await storage.purge()
+        listed = await storage.list_jobs(status=None, owner=None, limit=10, offset=0)
+        assert {job.caller for job in listed} == {"c2", "c3", "c4", "running"}
+        assert await storage.was_purged(jobs[1].id)
+
+
+async def test_stats_count_what_is_stored(storage: Storage) -> None:
+    before = await storage.stats()
+    await storage.save_job(a_job())
+    for _ in range(3):
+        await storage.append("s", "0", b"12345")
+    if isinstance(storage, SQLiteStorage):
+        await storage.flush()  # jobs are counted as of the last flush
+    after = await storage.stats()
+    assert (after.jobs - before.jobs, after.events - before.events) == (1, 3)
+    assert after.bytes >= 15
+
+
+async def test_sqlite_purges_in_bounded_batches(tmp_path: Path) -> None:
+    async with SQLiteStorage(
+        tmp_path / "batches.db", max_events_per_scope=10_000, retention=Retention(events=0, jobs=0), flush_interval=5
+    ) as storage:
+        jobs = [finished_job(f"c{i}") for i in range(2 * PURGE_BATCH + 1)]
+        for job in jobs:
+            await storage.append(job_log_scope(job.id), "log", b"x")
+            await storage.save_job(job)
+        for i in range(PURGE_BATCH + 1):
+            await storage.append("session", "0", b"%d" % i)
+        await storage.end_scope("session")
+        await storage.flush()
+        first = await storage._purge_step()
+        assert 0 < first <= 2 * PURGE_BATCH + PURGE_BATCH  # one batch of jobs (and their logs) and one of events
+        assert await storage.purge() + first == 2 * len(jobs) + PURGE_BATCH + 1
+        assert (await storage.stats()).jobs == 0
+
+
+async def test_sqlite_expires_the_sessions_a_crash_left_open(tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    async with SQLiteStorage(path, max_events_per_scope=100, retention=KEEP) as storage:
+        event = await storage.append("session-of-a-crashed-process", "0", b"x")
+        job_event = await storage.append(job_log_scope("a" * 32), "log", b"y")
+    # No end_scope: that process died with its session open. The next one ends it.
+    async with SQLiteStorage(path, max_events_per_scope=100, retention=Retention(events=0)) as storage:
+        await storage.purge()
+        assert await storage.stream_of("session-of-a-crashed-process", event) is None
+        assert await storage.stream_of(job_log_scope("a" * 32), job_event) == "log"  # the job's retention rules it
+
+
+async def test_sqlite_from_before_retention_is_migrated(tmp_path: Path) -> None:
+    """A database written before jobs had a `finished` column: its finished jobs expire too."""
+    path = tmp_path / "old.db"
+    old, running = finished_job("old"), a_job("running", JobStatus.RUNNING)
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, status TEXT NOT NULL, owner TEXT, created_at TEXT NOT NULL,"
+        " body TEXT NOT NULL)"
+    )
+    for job in (old, running):
+        row = (job.id, job.status.value, None, job.created_at.isoformat(), job.model_dump_json())
+        db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?)", row)
+    db.commit()
+    db.close()
+    async with SQLiteStorage(path, max_events_per_scope=100, retention=Retention(jobs=0)) as storage:
+        await storage.purge()
+        assert await storage.get_job(old.id) is None
+        assert await storage.get_job(running.id) == running
