@@ -718,6 +718,28 @@ def machine_info() -> dict[str, str]:
     }
 
 
+# The section `bench.soak --plot ... --markdown` writes into the report; a new report keeps it.
+SOAK_SECTION = ("<!-- bench.soak -->", "<!-- /bench.soak -->")
+
+
+def with_section(text: str, section: str, markers: tuple[str, str] = SOAK_SECTION) -> str:
+    """`text` with the section between `markers` replaced by `section` (or added at the end)."""
+    begin, end = markers
+    block = f"{begin}\n{section.strip()}\n{end}\n"
+    if begin in text and end in text:
+        return text[: text.index(begin)] + block + text[text.index(end) + len(end) :].lstrip("\n")
+    return text.rstrip("\n") + "\n\n" + block
+
+
+def kept_section(path: Path, markers: tuple[str, str] = SOAK_SECTION) -> str | None:
+    """The section between `markers` in the report at `path`, if there is one."""
+    text = path.read_text() if path.exists() else ""
+    begin, end = markers
+    if begin not in text or end not in text:
+        return None
+    return text[text.index(begin) + len(begin) : text.index(end)]
+
+
 def write_markdown(results: Results, rows: Sequence[Row], path: Path, plot: Path | None) -> None:
     plan = results.plan
     info = results.machine
@@ -800,7 +822,10 @@ def write_markdown(results: Results, rows: Sequence[Row], path: Path, plot: Path
         *(f"- {key}: {value}" for key, value in info.items()),
         "",
     ]
-    path.write_text("\n".join(text))
+    report = "\n".join(text)
+    if (soak := kept_section(path)) is not None:
+        report = with_section(report, soak)
+    path.write_text(report)
 
 
 def write_plot(results: Results, rows: Sequence[Row], path: Path) -> bool:

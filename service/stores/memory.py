@@ -58,6 +58,8 @@ class MemoryStorage:
         self._finished: OrderedDict[str, float] = OrderedDict()
         """Finished jobs in the order they finished, with the time they expire."""
         self._purged_through = ""
+        self._events = 0
+        self._bytes = 0
 
     async def __aenter__(self) -> Self:
         return self
@@ -78,8 +80,13 @@ class MemoryStorage:
         log.streams.append(stream)
         log.data.append(data)
         log.size += len(data or b"")
+        self._events += 1
+        self._bytes += len(data or b"")
         if len(log) > self._max_events:
+            size = log.size
             log.evict_oldest()
+            self._events -= 1
+            self._bytes -= size - log.size
         return event_id
 
     async def stream_of(self, scope: str, event_id: int) -> str | None:
@@ -127,17 +134,20 @@ class MemoryStorage:
     async def delete_job(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
         self._finished.pop(job_id, None)
-        self._scopes.pop(job_log_scope(job_id), None)
+        self._drop_scope(job_log_scope(job_id))
 
     async def was_purged(self, job_id: str) -> bool:
         return job_id <= self._purged_through
 
     async def list_jobs(self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int) -> Sequence[Job]:
-        self._purge_step(time.monotonic(), None)
+        now = time.monotonic()
+        self._purge_step(now, PURGE_STEP)
         matching = [
             job
             for job in reversed(self._jobs.values())
-            if (status is None or job.status is status) and (owner is None or job.owner == owner)
+            if (status is None or job.status is status)
+            and (owner is None or job.owner == owner)
+            and self._finished.get(job.id, now + 1) > now  # expired ones the purge has not reached yet
         ]
         return [job.model_copy() for job in matching[offset : offset + limit]]
 
@@ -150,11 +160,7 @@ class MemoryStorage:
         return self._purge_step(time.monotonic(), None)
 
     async def stats(self) -> StoreStats:
-        return StoreStats(
-            jobs=len(self._jobs),
-            events=sum(len(log) for log in self._scopes.values()),
-            bytes=sum(log.size for log in self._scopes.values()),
-        )
+        return StoreStats(jobs=len(self._jobs), events=self._events, bytes=self._bytes)
 
     def _purge_step(self, now: float, limit: int | None) -> int:
         """Drop up to `limit` expired scopes and jobs (all of them if None); return how many events and jobs went."""
@@ -162,8 +168,7 @@ class MemoryStorage:
         budget = limit if limit is not None else -1
         ended, finished, cap = self._ended, self._finished, self._retention.max_jobs
         while budget != 0 and ended and ended[0][0] <= now:
-            log = self._scopes.pop(ended.popleft()[1], None)
-            removed += len(log) if log is not None else 0
+            removed += self._drop_scope(ended.popleft()[1])
             budget -= 1
         while budget != 0 and finished:
             job_id, expires = next(iter(finished.items()))
@@ -177,6 +182,13 @@ class MemoryStorage:
         """Purge one finished job and its log; return how many things went."""
         del self._finished[job_id]
         self._jobs.pop(job_id, None)
-        log = self._scopes.pop(job_log_scope(job_id), None)
         self._purged_through = max(self._purged_through, job_id)
-        return 1 + (len(log) if log is not None else 0)
+        return 1 + self._drop_scope(job_log_scope(job_id))
+
+    def _drop_scope(self, scope: str) -> int:
+        log = self._scopes.pop(scope, None)
+        if log is None:
+            return 0
+        self._events -= len(log)
+        self._bytes -= log.size
+        return len(log)

@@ -14,9 +14,11 @@ the caller instead of growing memory.
 Retention runs on the same worker thread, between flushes: every `PURGE_INTERVAL` seconds
 a step deletes at most `PURGE_BATCH` expired jobs (with their logs) and `PURGE_BATCH`
 events of expired sessions, in one short transaction, and the next step follows at the
-next flush while there is more. Deleted pages go to SQLite's free list and are reused, so
-the file stops growing once retention is reached; a new database also gives them back to
-the file system (`auto_vacuum = INCREMENTAL`).
+next flush while there is more. The cap on finished jobs is checked every `CAP_INTERVAL`
+seconds, so the store may hold that many seconds of jobs beyond it. Deleted pages go to
+SQLite's free list and are reused, so the file stops growing once retention is reached.
+(Incremental auto-vacuum would give them back to the file system, only for the file to
+grow again, at a cost on every write.)
 """
 
 from __future__ import annotations
@@ -39,9 +41,7 @@ from service.stores.base import JOB_LOG_PREFIX, Retention, StoredEvent, StoreErr
 
 T = TypeVar("T")
 
-# auto_vacuum takes effect only before the first table is created, i.e. on a new database.
 SCHEMA = """
-PRAGMA auto_vacuum = INCREMENTAL;
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     scope TEXT NOT NULL,
@@ -84,6 +84,8 @@ PURGE_INTERVAL = 1.0
 """Seconds between purge steps while there is nothing left to purge."""
 PURGE_BATCH = 256
 """Jobs, and session events, deleted at most by one purge step (one transaction)."""
+CAP_INTERVAL = 10.0
+"""Seconds between checks of `Retention.max_jobs`: counting the finished jobs walks an index."""
 
 
 class SQLiteStorage:
@@ -111,6 +113,7 @@ class SQLiteStorage:
         self._flush_lock = anyio.Lock()
         self._stack = AsyncExitStack()
         self._purged_through = ""
+        self._next_cap_check = 0.0
         self._stored_events = 0
         """Rows of the events table: counted once at open, then kept by the writer (a COUNT scans them all)."""
 
@@ -324,17 +327,20 @@ class SQLiteStorage:
     async def _purge_step(self) -> int:
         """One bounded transaction of purging; returns the jobs and events it removed (0: nothing left)."""
         retention = self._retention
+        cap = None
+        if retention.max_jobs is not None and time.monotonic() >= self._next_cap_check:
+            cap = retention.max_jobs
 
         def purge(db: sqlite3.Connection) -> tuple[int, int, str]:
             now = time.time()
             with db:
-                jobs, events, newest = _purge_jobs(db, before=now - retention.jobs, cap=retention.max_jobs)
+                jobs, events, newest = _purge_jobs(db, before=now - retention.jobs, cap=cap)
                 events += _purge_ended_scopes(db, now)
-            if jobs or events:
-                db.execute("PRAGMA incremental_vacuum(64)")  # a no-op on databases made before it was on
             return jobs, events, newest
 
         jobs, events, newest = await self._run_db(purge)
+        if cap is not None and jobs < PURGE_BATCH:  # under the cap again: the next check can wait
+            self._next_cap_check = time.monotonic() + CAP_INTERVAL
         self._stored_events -= events
         self._purged_through = max(self._purged_through, newest)
         return jobs + events
@@ -459,10 +465,8 @@ def _end_orphaned_scopes(db: sqlite3.Connection, *, expires_at: float) -> None:
 
 def _delete_jobs(db: sqlite3.Connection, job_ids: Sequence[str]) -> int:
     """Delete jobs and their logs, in the caller's transaction; return the events deleted."""
-    events = 0
-    for job_id in job_ids:
-        events += db.execute("DELETE FROM events WHERE scope = ?", (job_log_scope(job_id),)).rowcount
-        db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+    events = db.executemany("DELETE FROM events WHERE scope = ?", [(job_log_scope(i),) for i in job_ids]).rowcount
+    db.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in job_ids])
     return events
 
 
@@ -508,9 +512,11 @@ def _purge_jobs(db: sqlite3.Connection, *, before: float, cap: int | None) -> tu
 
 def _purge_ended_scopes(db: sqlite3.Connection, now: float) -> int:
     """Up to `PURGE_BATCH` events of sessions whose retention ran out; a scope is forgotten once it is empty."""
+    # CROSS JOIN makes the (few) ended scopes the outer loop: left to itself, SQLite scanned
+    # the whole events index for ended scopes, at every step.
     removed = db.execute(
-        "DELETE FROM events WHERE id IN (SELECT events.id FROM ended_scopes JOIN events USING (scope)"
-        " WHERE ended_scopes.expires_at <= ? LIMIT ?)",
+        "DELETE FROM events WHERE id IN (SELECT events.id FROM ended_scopes CROSS JOIN events"
+        " ON events.scope = ended_scopes.scope WHERE ended_scopes.expires_at <= ? LIMIT ?)",
         (now, PURGE_BATCH),
     ).rowcount
     if removed < PURGE_BATCH:
