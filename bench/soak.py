@@ -17,7 +17,7 @@ on core 0 and the clients on core 1.
     uv run python -m bench.soak --sessions 5 --seconds 10
     uv run python -m bench.soak --sustained --store sqlite --seconds 600 --out /tmp/sqlite.json
     uv run python -m bench.soak --sustained --store sqlite --seconds 600 --no-purge --out /tmp/sqlite-keep.json
-    uv run python -m bench.soak --plot /tmp/sqlite.json /tmp/memory.json --to docs/retention.png
+    uv run python -m bench.soak --plot docs/retention/*.json --to docs/retention.png --markdown docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -275,7 +275,14 @@ def soak_section(runs: list[dict[str, Any]], image: str) -> str:
         rates = {run["purge"]: run["calls"] / run["seconds"] for run in runs if run["store"] == store}
         if True in rates and False in rates:
             lines.append(f"\n{store}: calls/s with purge / without = {rates[True] / rates[False]:.3f}")
-    lines += ["", f"![retention under load]({image})"]
+    rates = [sample["calls_per_s"] for run in runs for sample in run["samples"][len(run["samples"]) // 2 :]]
+    lines += [
+        "",
+        f"Calls/s of single 30-s samples in the last halves ranged {min(rates):.0f}-{max(rates):.0f}: the runs "
+        "are one after the other, not interleaved, so a ratio of two runs is only good to about ±10%.",
+        "",
+        f"![retention under load]({image})",
+    ]
     return "\n".join(lines)
 
 
