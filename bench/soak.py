@@ -275,10 +275,10 @@ def soak_section(runs: list[dict[str, Any]], image: str) -> str:
         rates = {run["purge"]: run["calls"] / run["seconds"] for run in runs if run["store"] == store}
         if True in rates and False in rates:
             lines.append(f"\n{store}: calls/s with purge / without = {rates[True] / rates[False]:.3f}")
-    rates = [sample["calls_per_s"] for run in runs for sample in run["samples"][len(run["samples"]) // 2 :]]
+    spread = [sample["calls_per_s"] for run in runs for sample in run["samples"][len(run["samples"]) // 2 :]]
     lines += [
         "",
-        f"Calls/s of single 30-s samples in the last halves ranged {min(rates):.0f}-{max(rates):.0f}: the runs "
+        f"Calls/s of single 30-s samples in the last halves ranged {min(spread):.0f}-{max(spread):.0f}: the runs "
         "are one after the other, not interleaved, so a ratio of two runs is only good to about ±10%.",
         "",
         f"![retention under load]({image})",
