@@ -146,15 +146,14 @@ def _slope_per_min(samples: list[Sample], value: str) -> float:
 
 
 async def sustained(args: argparse.Namespace) -> int:
+    keep = str(10**9 if args.no_purge else args.retention)
     settings = {
         "SERVICE_STORE": args.store,
         "SERVICE_LOG_LEVEL": "ERROR",
-        "SERVICE_EVENT_RETENTION": str(args.retention),
-        "SERVICE_JOB_RETENTION": str(args.retention if not args.no_purge else 10**9),
+        "SERVICE_EVENT_RETENTION": keep,
+        "SERVICE_JOB_RETENTION": keep,
         "SERVICE_MAX_STORED_JOBS": "0",
     }
-    if args.no_purge:
-        settings["SERVICE_EVENT_RETENTION"] = str(10**9)
     result = Sustained(args.store, not args.no_purge, settings, args.seconds)
     with tempfile.TemporaryDirectory() as tmp, running_service(Path(tmp), **settings) as service:
         assert service.proc is not None

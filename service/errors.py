@@ -63,11 +63,7 @@ class JsonErrors:
                 return
             # An empty body (the SDK's 405 to a GET in the 2026 era, say) gets the status's own phrase.
             text = body.decode(errors="replace").strip() or HTTPStatus(held["status"]).phrase
-            payload = (
-                {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": text}}
-                if scope["path"] == self.mcp_path
-                else {"detail": text}
-            )
+            payload = _rpc_error(INVALID_REQUEST, text) if scope["path"] == self.mcp_path else {"detail": text}
             encoded = json.dumps(payload).encode()
             headers = MutableHeaders(raw=list(held["headers"]))
             headers["content-type"] = "application/json"
@@ -92,7 +88,7 @@ async def invalid_request(request: Request, exc: RequestValidationError) -> JSON
     """FastAPI's 422, without the `input` it echoes: that may be what JSON cannot carry (NaN,
     infinity, a lone surrogate), which made the default handler itself fail with a 500."""
     detail = [
-        {"loc": [_printable(part) for part in error["loc"]], "msg": _printable(error["msg"]), "type": error["type"]}
+        {"loc": [_json_safe(part) for part in error["loc"]], "msg": _json_safe(error["msg"]), "type": error["type"]}
         for error in exc.errors()
     ]
     return JSONResponse({"detail": detail}, status_code=422)
@@ -118,7 +114,7 @@ def _internal_error(mcp_path: str) -> Handler:
         logger.error("request %s: %s %s failed", request_id, request.method, request.url.path, exc_info=exc)
         message = f"Internal server error (request {request_id})"
         body: dict[str, Any] = (
-            {"jsonrpc": "2.0", "id": None, "error": {"code": INTERNAL_ERROR, "message": message}}
+            _rpc_error(INTERNAL_ERROR, message)
             if request.url.path == mcp_path
             else {"detail": message, "request_id": request_id}
         )
@@ -136,6 +132,11 @@ def _methods_of(routes: Iterable[BaseRoute], scope: Scope) -> set[str]:
     }
 
 
-def _printable(value: object) -> object:
+def _rpc_error(code: int, message: str) -> dict[str, Any]:
+    """A JSON-RPC error answering no request it could name (`id: null`)."""
+    return {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+
+
+def _json_safe(value: object) -> object:
     """Strings as JSON can carry them: a lone surrogate becomes its escape sequence."""
     return value.encode("utf-8", "backslashreplace").decode() if isinstance(value, str) else value

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -46,22 +45,15 @@ def _printable(value: str) -> str:
     return value
 
 
-def _within(low: float, high: float, message: str) -> Callable[[float], float]:
-    def check(value: float) -> float:
-        if not low <= value <= high:
+def _within(high: float, message: str, *, low: float = 0, length: bool = False) -> AfterValidator:
+    """A configured limit on a value (or its length), with a message that names its setting: pydantic's would not."""
+
+    def check(value: Any) -> Any:
+        if not low <= (len(value) if length else value) <= high:
             raise PydanticCustomError("out_of_range", message)
         return value
 
-    return check
-
-
-def _at_most_chars(limit: int, message: str) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if len(value) > limit:
-            raise PydanticCustomError("string_too_long", message)
-        return value
-
-    return check
+    return AfterValidator(check)
 
 
 class JobStatus(StrEnum):
@@ -83,19 +75,23 @@ class JobOrigin(StrEnum):
     REST = "rest"
 
 
-class JobSpec(BaseModel):
-    """What to send: `count` notifications to `caller`, `interval` seconds apart.
+# The shape of each argument, with the bounds no setting can change; `spec_model` adds the configured ones.
+Interval = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=1), BeforeValidator(_number_only)]
+Caller = Annotated[str, Field(min_length=1, strict=True), AfterValidator(_printable)]
 
-    The shape only, with the limits no setting can change. The service validates input with
-    `spec_model(limits)`, a subclass that adds the configured limits, so that the error names
-    the setting and the OpenAPI schema and the tool's `inputSchema` state the real bounds.
-    """
+
+# The service validates input with `spec_model(limits)`, a subclass with the configured limits,
+# so that an error names its setting and the OpenAPI schema and the tool's `inputSchema` state
+# the real bounds. The docstring is what clients read there.
+class JobSpec(BaseModel):
+    """What to send: `count` notifications to `caller`, `interval` seconds apart."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    interval: Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
-    count: Annotated[int, Field(ge=1), BeforeValidator(_number_only)]
-    caller: Annotated[str, Field(min_length=1, strict=True), AfterValidator(_printable)]
+    interval: Interval
+    count: Count
+    caller: Caller
 
 
 Spec = TypeVar("Spec", bound=JobSpec)
@@ -118,33 +114,26 @@ def spec_model(limits: SpecLimits, *, base: type[Spec] = JobSpec, name: str = "J
     max_count, max_length = limits.max_count, limits.max_caller_length
     # Typed Any: mypy cannot read an `Annotated[...]` built at run time as a field type.
     interval: Any = Annotated[
-        float,
+        Interval,
         Field(
-            ge=0,
-            strict=True,
-            allow_inf_nan=False,
             description=f"Seconds between notifications, {interval_range}.",
             examples=[0.5],
             json_schema_extra={"minimum": low, "maximum": high},
         ),
-        AfterValidator(_within(low, high, f"must be {interval_range}")),
+        _within(high, f"must be {interval_range}", low=low),
     ]
     count: Any = Annotated[
-        int,
+        Count,
         Field(
-            ge=1,
             description=f"How many notifications to send, at most {max_count} (SERVICE_MAX_COUNT).",
             examples=[5],
             json_schema_extra={"maximum": max_count},
         ),
-        BeforeValidator(_number_only),
-        AfterValidator(_within(1, max_count, f"must be at most {max_count} (SERVICE_MAX_COUNT)")),
+        _within(max_count, f"must be at most {max_count} (SERVICE_MAX_COUNT)"),
     ]
     caller: Any = Annotated[
-        str,
+        Caller,
         Field(
-            min_length=1,
-            strict=True,
             description=(
                 "Who asked: named in every notification. Printable text, at most "
                 f"{max_length} characters (SERVICE_MAX_CALLER_LENGTH)."
@@ -152,13 +141,9 @@ def spec_model(limits: SpecLimits, *, base: type[Spec] = JobSpec, name: str = "J
             examples=["docs"],
             json_schema_extra={"maxLength": max_length, "pattern": CALLER_PATTERN},
         ),
-        AfterValidator(_printable),
-        AfterValidator(
-            _at_most_chars(max_length, f"must be at most {max_length} characters (SERVICE_MAX_CALLER_LENGTH)")
-        ),
+        _within(max_length, f"must be at most {max_length} characters (SERVICE_MAX_CALLER_LENGTH)", length=True),
     ]
-    doc = base.__doc__ if base is not JobSpec else "The arguments of a notification job."
-    return create_model(name, __base__=base, __doc__=doc, interval=interval, count=count, caller=caller)
+    return create_model(name, __base__=base, __doc__=base.__doc__, interval=interval, count=count, caller=caller)
 
 
 def new_job_id() -> str:

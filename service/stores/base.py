@@ -23,6 +23,7 @@ objects costs the cyclic garbage collector dearly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -66,12 +67,13 @@ class StoredEvent:
 
 
 EVENT_ID_PATTERN = r"^[0-9]{1,18}$"
-"""What `parse_event_id` accepts."""
+"""What `parse_event_id` accepts (and the REST route's header declares)."""
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
 
 
 def parse_event_id(value: str) -> int | None:
     """Event ids travel as decimal strings (SSE `id:`, `Last-Event-ID`); anything else names no event."""
-    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
+    return int(value) if _EVENT_ID.fullmatch(value) else None
 
 
 class StoreError(Exception):

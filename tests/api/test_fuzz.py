@@ -15,19 +15,14 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.support import ServiceProcess, running_service, wait_for
-
-# Small limits, so that every job a fuzzer starts ends within a second.
-FUZZ_SETTINGS = {"SERVICE_MAX_COUNT": "3", "SERVICE_MAX_INTERVAL": "0.05", "SERVICE_MAX_JOBS": "10000"}
+from tests.fuzzing import NUMBERS, STRINGS, UVICORN_REFUSAL, VALUES, fuzz, fuzzed_service
+from tests.support import ServiceProcess, wait_for
 
 # A cursor that is well-formed but not one of the job's events is refused with 400, by design
 # (README, "REST API"): schemathesis counts any 4xx but 404 and 409 against a valid request.
-UVICORN_REFUSAL = "Invalid HTTP request received."
-"""What uvicorn answers, in plain text and before the app sees anything, to a request it cannot parse."""
-
 SCHEMATHESIS_CONFIG = """
 [[operations]]
 include-path = "/jobs/{job_id}/events"
@@ -37,7 +32,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404"]
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    with running_service(tmp_path_factory.mktemp("rest-fuzz"), **FUZZ_SETTINGS) as running:
+    with fuzzed_service(tmp_path_factory.mktemp("rest-fuzz")) as running:
         yield running
 
 
@@ -56,19 +51,6 @@ def test_schemathesis_finds_nothing_with_every_check(service: ServiceProcess, tm
     assert_still_serving(service)
 
 
-# JSON values as a parser sees them: with NaN, infinities, numbers that overflow to infinity,
-# and strings holding lone surrogates (valid JSON syntax, `"\ud800"`, that no UTF-8 can carry).
-NUMBERS = st.one_of(
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([1e309, -1e309, 2**63, -(2**63) - 1]),
-)
-STRINGS = st.one_of(st.text(max_size=20), st.sampled_from(["\ud800", "a\udfffb", "\x00", "\x1b[31m", " ", "\r\n"]))
-VALUES = st.recursive(
-    st.none() | st.booleans() | NUMBERS | STRINGS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(STRINGS, inner, max_size=3),
-    max_leaves=8,
-)
 FIELDS = st.sampled_from(["interval", "count", "caller", "session_id"]) | STRINGS
 BODIES = st.one_of(
     st.dictionaries(FIELDS, VALUES, max_size=5),
@@ -91,7 +73,7 @@ def encode(value: Any, *, overflow: bool) -> bytes:
     return text.encode()
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@fuzz(150)
 @given(body=BODIES, overflow=st.booleans(), raw=st.one_of(st.none(), st.binary(max_size=40)))
 def test_generated_bodies_get_a_json_answer(
     service: ServiceProcess, body: Any, overflow: bool, raw: bytes | None
@@ -113,7 +95,7 @@ def test_generated_bodies_get_a_json_answer(
             assert all(error["msg"] and error["loc"] for error in answer["detail"]), answer
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@fuzz(60)
 @given(
     offset=st.integers(min_value=-(2**70), max_value=2**70) | STRINGS,
     limit=st.integers(min_value=-(2**70), max_value=2**70) | STRINGS,

@@ -11,29 +11,21 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
-from tests.support import MCP_HEADERS, TOOL, ServiceProcess, open_raw_session, parse_sse, running_service, wait_for
+from tests.fuzzing import NUMBERS, STRINGS, UVICORN_REFUSAL, VALUES, fuzz, fuzzed_service
+from tests.support import MCP_HEADERS, TOOL, ServiceProcess, open_raw_session, parse_sse, wait_for
 
 LEGACY, MODERN = "2025-11-25", "2026-07-28"
-UVICORN_REFUSAL = "Invalid HTTP request received."
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    settings = {"SERVICE_MAX_COUNT": "3", "SERVICE_MAX_INTERVAL": "0.05", "SERVICE_MAX_JOBS": "10000"}
-    with running_service(tmp_path_factory.mktemp("mcp-fuzz"), **settings) as running:
+    with fuzzed_service(tmp_path_factory.mktemp("mcp-fuzz")) as running:
         yield running
 
 
-NUMBERS = st.one_of(st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=True, allow_infinity=True))
-STRINGS = st.one_of(st.text(max_size=16), st.sampled_from(["\ud800", "\x00", "\x1b[2J", " ", "\r\n", "../.."]))
-VALUES = st.recursive(
-    st.none() | st.booleans() | NUMBERS | STRINGS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(STRINGS, inner, max_size=3),
-    max_leaves=6,
-)
 IDS = st.one_of(st.integers(min_value=-(2**64), max_value=2**64), st.text(max_size=8), VALUES)
 ARGUMENTS = st.one_of(
     st.fixed_dictionaries(
@@ -190,11 +182,6 @@ def send(service: ServiceProcess, method: str, headers: dict[bytes, bytes], body
             response.close()
 
 
-FUZZ = settings(
-    max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
-)
-
-
 def era_headers(service: ServiceProcess, era: str, message: Any) -> dict[str, str]:
     """What a client of that era sends: a live session of its own (a fuzzed DELETE may end it), or
     the 2026 headers that mirror the body."""
@@ -210,7 +197,7 @@ def era_headers(service: ServiceProcess, era: str, message: Any) -> dict[str, st
 
 
 @pytest.mark.parametrize("era", [LEGACY, MODERN])
-@FUZZ
+@fuzz(200)
 @given(data=st.data())
 def test_generated_requests_get_clear_answers(service: ServiceProcess, era: str, data: st.DataObject) -> None:
     method, overrides, body, message = data.draw(requests(era))
