@@ -57,6 +57,7 @@ from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 from starlette.types import ASGIApp
+from typing_extensions import override
 
 TOOL_NAME = "start-notification-stream"
 EVENTS_PER_STREAM = 100
@@ -77,6 +78,7 @@ class BoundedMemoryEventStore(EventStore):
         self._by_stream: dict[StreamId, deque[_Stored]] = {}
         self._by_id: dict[EventId, _Stored] = {}
 
+    @override
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
         kept = self._by_stream.get(stream_id)
         if kept is None:
@@ -89,6 +91,7 @@ class BoundedMemoryEventStore(EventStore):
         self._by_id[entry.event_id] = entry
         return entry.event_id
 
+    @override
     async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
         anchor = self._by_id.get(last_event_id)
         if anchor is None:

@@ -29,9 +29,11 @@ from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCRequest
+from typing_extensions import override
 
 from service import cli
-from service.mcp import transport
+from service.mcp import fast_path
+from service.mcp.fast_path import FastTransport
 
 OnRequest = Callable[[Any, str, Mapping[str, Any] | None], Awaitable[dict[str, Any]]]
 Handler = tuple[jsonrpc_dispatcher.JSONRPCDispatcher[Any], OnRequest]
@@ -94,8 +96,9 @@ class InlineWriter:
         return getattr(self._inner, name)
 
 
-def inline_transport(handlers: dict[int, Handler]) -> type[transport.ResumableTransport]:
-    class InlineDispatchTransport(transport.ResumableTransport):
+def inline_transport(handlers: dict[int, Handler]) -> type[FastTransport]:
+    class InlineDispatchTransport(FastTransport):
+        @override
         @asynccontextmanager
         async def connect(
             self,
@@ -110,7 +113,7 @@ def inline_transport(handlers: dict[int, Handler]) -> type[transport.ResumableTr
 def main() -> None:
     handlers: dict[int, Handler] = {}
     record_handlers(handlers)
-    transport.ResumableTransport = inline_transport(handlers)  # type: ignore[misc]
+    fast_path.FastTransport = inline_transport(handlers)  # type: ignore[misc]  # what SessionManager builds
     cli.main()
 
 

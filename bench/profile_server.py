@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.run import LOADGEN_CORE, MCP_SERVERS, ROOT, SDK_LIMIT_SERVERS, _pin, loadgen, running
+from bench.servers import LOADGEN_CORE, MCP_SERVERS, ROOT, SDK_LIMIT_SERVERS, loadgen, pin, running
 
 IDLE_LEAVES = ("Condition.wait", "Queue.get", "Thread._wait_for_tstate_lock", "select (selectors")
 PACKAGES = (
@@ -159,7 +159,7 @@ def profile(server_name: str, scenario: str, sessions: int, duration: float, rat
             [py_spy, "record", "--nonblocking", "--pid", str(server.pid), *spy_args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=_pin(LOADGEN_CORE),
+            preexec_fn=pin(LOADGEN_CORE),
         )
         time.sleep(0.5)
         if scenario == "tools":

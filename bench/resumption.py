@@ -19,8 +19,9 @@ from pathlib import Path
 
 import anyio
 
-from tests import faults
-from tests.support import ensure_node_client, running_service
+from harness import faults
+from harness.clients import ensure_node_client
+from harness.service import running_service
 
 Scenario = Callable[[int, int, float, bool, random.Random], Awaitable[faults.Outcome]]
 

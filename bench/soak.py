@@ -10,13 +10,16 @@ call the tool back to back (count=1, interval=0), each reconnecting with a new s
 every `--session-seconds` as real clients come and go, with short retentions. Every
 `--sample` seconds it prints calls/s, the store's files, its rows (from /healthz) and the
 RSS; at the end the slope of each over the last half of the run, which is what shows a
-plateau. `--no-purge` keeps everything, for the calls/s to compare with. The server runs
-on core 0 and the clients on core 1.
+plateau. `--no-purge` keeps everything. The server runs on core 0 and the clients on core 1.
+
+`--sustained --compare`: what purging costs, as a ratio of calls/s that the machine's drift
+does not blur (see `compare`): `--rounds` windows of `--window` seconds each way.
 
     uv run python -m bench.soak                      # 50 sessions, 2 minutes
     uv run python -m bench.soak --sessions 5 --seconds 10
     uv run python -m bench.soak --sustained --store sqlite --seconds 600 --out /tmp/sqlite.json
     uv run python -m bench.soak --sustained --store sqlite --seconds 600 --no-purge --out /tmp/sqlite-keep.json
+    uv run python -m bench.soak --sustained --compare --store sqlite --out /tmp/sqlite-compare.json
     uv run python -m bench.soak --plot docs/retention/*.json --to docs/retention.png --markdown docs/benchmarks.md
 """
 
@@ -27,20 +30,23 @@ import asyncio
 import json
 import os
 import random
+import signal
 import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import httpx
 import psutil
 
-from bench.loadgen import McpSession
-from bench.run import with_section
-from tests.support import TOOL, Received, mcp_client, running_service
+from bench.loadgen.session import McpSession
+from bench.report import with_section
+from harness.clients import Received, mcp_client
+from harness.service import ServiceProcess, running_service
+from service.mcp.tools import TOOL_NAME
 
 
 @dataclass
@@ -60,7 +66,7 @@ async def session_loop(url: str, deadline: float, rng: random.Random, tally: Tal
                 received.logs.clear()
                 caller = f"soak-{rng.random():.6f}"
                 result = await client.call_tool(
-                    TOOL, {"interval": rng.choice([0, 0.005, 0.01]), "count": count, "caller": caller}
+                    TOOL_NAME, {"interval": rng.choice([0, 0.005, 0.01]), "count": count, "caller": caller}
                 )
                 expected = [f"Notification {i}/{count} for {caller}" for i in range(1, count + 1)]
                 tally.jobs += 1
@@ -145,36 +151,62 @@ def _slope_per_min(samples: list[Sample], value: str) -> float:
     return statistics.linear_regression(xs, ys).slope
 
 
-async def sustained(args: argparse.Namespace) -> int:
-    keep = str(10**9 if args.no_purge else args.retention)
-    settings = {
+class Calls(Protocol):
+    calls: int
+    errors: int
+
+
+async def _calls(port: int, deadline: float, args: argparse.Namespace, tally: Calls) -> None:
+    """`--sessions` clients calling the tool back to back until `deadline`, each a new session every so often."""
+
+    async def client(index: int) -> None:
+        while time.monotonic() < deadline:
+            session = await McpSession.open("127.0.0.1", port)
+            rotate = min(deadline, time.monotonic() + args.session_seconds)
+            while time.monotonic() < rotate:
+                outcome = await session.call_tool(1, 0.0, f"sustained-{index}")
+                tally.calls += 1
+                tally.errors += not outcome.ok
+            await session.delete()
+            session.conn.close()
+
+    await asyncio.gather(*(client(i) for i in range(args.sessions)))
+
+
+def _settings(args: argparse.Namespace, purge: bool) -> dict[str, str]:
+    keep = str(args.retention if purge else 10**9)
+    return {
         "SERVICE_STORE": args.store,
         "SERVICE_LOG_LEVEL": "ERROR",
         "SERVICE_EVENT_RETENTION": keep,
         "SERVICE_JOB_RETENTION": keep,
         "SERVICE_MAX_STORED_JOBS": "0",
     }
+
+
+def _pin(service: ServiceProcess) -> psutil.Process:
+    """The server's threads on core 0, this process (the clients) on core 1."""
+    assert service.proc is not None
+    process = psutil.Process(service.proc.pid)
+    for thread in process.threads():  # every thread: affinity is per thread, and threads inherit it
+        os.sched_setaffinity(thread.id, {0})
+    os.sched_setaffinity(0, {1})
+    return process
+
+
+def _freeze(service: ServiceProcess, frozen: bool) -> None:
+    assert service.proc is not None
+    service.proc.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+
+
+async def sustained(args: argparse.Namespace) -> int:
+    settings = _settings(args, purge=not args.no_purge)
     result = Sustained(args.store, not args.no_purge, settings, args.seconds)
     with tempfile.TemporaryDirectory() as tmp, running_service(Path(tmp), **settings) as service:
-        assert service.proc is not None
-        process = psutil.Process(service.proc.pid)
-        for thread in process.threads():  # every thread: affinity is per thread, and threads inherit it
-            os.sched_setaffinity(thread.id, {0})
-        os.sched_setaffinity(0, {1})
+        process = _pin(service)
         started = time.monotonic()
         deadline = started + args.seconds
         calls_at_sample = 0
-
-        async def client(index: int) -> None:
-            while time.monotonic() < deadline:
-                session = await McpSession.open("127.0.0.1", service.port)
-                rotate = min(deadline, time.monotonic() + args.session_seconds)
-                while time.monotonic() < rotate:
-                    outcome = await session.call_tool(1, 0.0, f"sustained-{index}")
-                    result.calls += 1
-                    result.errors += not outcome.ok
-                await session.delete()
-                session.conn.close()
 
         async def sampler() -> None:
             nonlocal calls_at_sample
@@ -200,7 +232,7 @@ async def sustained(args: argparse.Namespace) -> int:
                         flush=True,
                     )
 
-        await asyncio.gather(sampler(), *(client(i) for i in range(args.sessions)))
+        await asyncio.gather(sampler(), _calls(service.port, deadline, args, result))
         result.seconds = time.monotonic() - started
     print(
         f"store {args.store}, purge {'on' if result.purge else 'off'}, {args.sessions} sessions, {result.seconds:.0f} s"
@@ -214,6 +246,120 @@ async def sustained(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
+@dataclass
+class Compared:
+    """Calls/s of each window of a `--compare` run, with purge and without, in the order they ran."""
+
+    store: str
+    window: float
+    rounds: int
+    pairs: int = 1
+    on: list[float] = field(default_factory=list)
+    off: list[float] = field(default_factory=list)
+    cpu_on: list[tuple[float, float]] = field(default_factory=list)
+    """Per window: microseconds of CPU per call on the event loop's thread, and on every other thread."""
+    cpu_off: list[tuple[float, float]] = field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def ratios(self) -> list[float]:
+        """Each round's calls/s with purge over without."""
+        return [on / off for on, off in zip(self.on, self.off, strict=True)]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.fmean(self.on) / statistics.fmean(self.off)
+
+
+@dataclass
+class Window:
+    calls: int = 0
+    errors: int = 0
+
+
+def _cpu(process: psutil.Process) -> tuple[float, float]:
+    """CPU seconds so far of the process's main thread (the event loop) and of all its other threads."""
+    total = process.cpu_times()
+    loop = next((t.user_time + t.system_time for t in process.threads() if t.id == process.pid), 0.0)
+    return loop, total.user + total.system - loop
+
+
+async def _compare_pair(args: argparse.Namespace, result: Compared, pair: int, *, warmup: int, measured: int) -> None:
+    """One pair of fresh services: `warmup` rounds, then `measured` rounds recorded in `result`."""
+    seed = {"PYTHONHASHSEED": str(pair)}  # the same for both: one source of process-to-process spread less
+    with (
+        tempfile.TemporaryDirectory() as on_dir,
+        tempfile.TemporaryDirectory() as off_dir,
+        running_service(Path(on_dir), **_settings(args, purge=True), **seed) as on,
+        running_service(Path(off_dir), **_settings(args, purge=False), **seed) as off,
+    ):
+        services = {True: on, False: off}
+        processes = {purge: _pin(service) for purge, service in services.items()}
+        for service in services.values():
+            _freeze(service, True)
+        try:
+            for round_ in range(warmup + measured):
+                for purge in (True, False) if (round_ + pair) % 2 == 0 else (False, True):
+                    service = services[purge]
+                    _freeze(service, False)
+                    window = Window()
+                    cpu_before = _cpu(processes[purge])
+                    started = time.monotonic()
+                    await _calls(service.port, started + args.window, args, window)
+                    rate = window.calls / (time.monotonic() - started)
+                    _freeze(service, True)
+                    loop, other = (
+                        (after - before) / max(window.calls, 1) * 1e6
+                        for after, before in zip(_cpu(processes[purge]), cpu_before, strict=True)
+                    )
+                    counted = round_ >= warmup
+                    if counted:
+                        (result.on if purge else result.off).append(rate)
+                        (result.cpu_on if purge else result.cpu_off).append((loop, other))
+                    result.errors += window.errors
+                    print(
+                        f"pair {pair + 1} round {round_ + 1:2d}{'' if counted else ' (warm-up)'}  "
+                        f"purge {'on ' if purge else 'off'}  {rate:6.0f} calls/s"
+                        f"  CPU per call: loop {loop:4.0f} us, other threads {other:4.0f} us",
+                        flush=True,
+                    )
+        finally:
+            for service in services.values():
+                _freeze(service, False)
+
+
+async def compare(args: argparse.Namespace) -> int:
+    """Purge on and off, interleaved: two services, one loaded while the other is frozen.
+
+    Back-to-back runs drift with the machine by ±10%, more than the effect measured, and two
+    processes of the same code differ by as much again (memory layout). So: `--pairs` fresh
+    pairs of services, one purging and one not, with the same hash seed; in each, the clients
+    load one service for `--window` seconds while the other is frozen (SIGSTOP), swapping the
+    order every round (and every pair starts the other way round): first for `--warmup` rounds
+    that are not counted (the purging one reaches its retention), then for `--rounds` /
+    `--pairs` rounds that are. A frozen
+    service does no work at all, so every delete (the backlog that expired while it was frozen
+    too) is paid inside its own windows.
+    """
+    result = Compared(args.store, args.window, args.rounds, args.pairs)
+    for pair in range(args.pairs):
+        measured = args.rounds // args.pairs + (pair < args.rounds % args.pairs)
+        await _compare_pair(args, result, pair, warmup=args.warmup, measured=measured)
+    pairs = result.ratios
+    print(
+        f"store {args.store}, {args.rounds} rounds of {args.window:.0f} s each way in {args.pairs} pairs of "
+        f"processes, {args.sessions} sessions"
+    )
+    print(f"calls/s with purge / without: {result.ratio:.3f} over all windows")
+    print(f"  per round: median {statistics.median(pairs):.3f}, range {min(pairs):.3f}-{max(pairs):.3f}")
+    for name, cpu in (("on", result.cpu_on), ("off", result.cpu_off)):
+        loop, other = (statistics.median(part) for part in zip(*cpu, strict=True))
+        print(f"  CPU per call, purge {name:3s}: loop {loop:.0f} us, other threads {other:.0f} us (medians)")
+    if args.out:
+        await anyio.Path(args.out).write_text(json.dumps(asdict(result), indent=1))
+    return 1 if result.errors else 0
+
+
 def plot(paths: list[str], to: str, markdown: str | None) -> None:
     """One row of charts per metric, one line per run; with `markdown`, the figures as a section of that report."""
     import matplotlib
@@ -221,7 +367,9 @@ def plot(paths: list[str], to: str, markdown: str | None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs: list[dict[str, Any]] = [json.loads(Path(path).read_text()) for path in paths]
+    loaded: list[dict[str, Any]] = [json.loads(Path(path).read_text()) for path in paths]
+    runs = [run for run in loaded if "samples" in run]
+    compared = [Compared(**run) for run in loaded if "samples" not in run]
     metrics = [
         ("calls_per_s", "tool calls/s"),
         ("file_mb", "store size (MB)"),
@@ -243,11 +391,19 @@ def plot(paths: list[str], to: str, markdown: str | None) -> None:
     if markdown is not None:
         report = Path(markdown)
         image = os.path.relpath(to, report.parent)
-        report.write_text(with_section(report.read_text() if report.exists() else "", soak_section(runs, image)))
+        section = soak_section(runs, compared, image)
+        report.write_text(with_section(report.read_text() if report.exists() else "", section))
         print(f"wrote its section into {markdown}")
 
 
-def soak_section(runs: list[dict[str, Any]], image: str) -> str:
+def _cpu_cell(cpu: list[tuple[float, float]]) -> str:
+    if not cpu:
+        return "not measured"
+    loop, other = (statistics.median(part) for part in zip(*cpu, strict=True))
+    return f"{loop:.0f} us, {other:.0f} us"
+
+
+def soak_section(runs: list[dict[str, Any]], compared: list[Compared], image: str) -> str:
     lines = [
         "## Retention under sustained load",
         "",
@@ -270,18 +426,41 @@ def soak_section(runs: list[dict[str, Any]], image: str) -> str:
             f"| {_slope_per_min(samples, 'file_mb'):+.2f} | {_slope_per_min(samples, 'events'):+,.0f} "
             f"| {_slope_per_min(samples, 'rss_mb'):+.2f} |"
         )
-    for store in sorted({run["store"] for run in runs}):
-        rates = {run["purge"]: run["calls"] / run["seconds"] for run in runs if run["store"] == store}
-        if True in rates and False in rates:
-            lines.append(f"\n{store}: calls/s with purge / without = {rates[True] / rates[False]:.3f}")
     spread = [sample["calls_per_s"] for run in runs for sample in run["samples"][len(run["samples"]) // 2 :]]
     lines += [
         "",
-        f"Calls/s of single 30-s samples in the last halves ranged {min(spread):.0f}-{max(spread):.0f}: the runs "
-        "are one after the other, not interleaved, so a ratio of two runs is only good to about ±10%.",
+        f"Calls/s of single 30-s samples in the last halves ranged {min(spread):.0f}-{max(spread):.0f}: these runs "
+        "are one after the other, so a ratio of two of them is only good to about ±10%. The cost of purging is "
+        "measured apart, interleaved (`--compare`): pairs of fresh services, one with purge and one without, "
+        "loaded in turn while the other is frozen (SIGSTOP), the order swapped every round, so that the machine's "
+        "drift falls on both alike, and several pairs, because two processes of the same code differ by up to 10% "
+        "(the first rounds of each pair, before anything expires, are not counted). A frozen service does no "
+        "work, so every delete is paid in its own windows.",
         "",
-        f"![retention under load]({image})",
+        "| store | rounds | calls/s with purge / without | per round: median (range) "
+        "| CPU per call with purge: loop, other threads | without |",
+        "|---|---|---|---|---|---|",
     ]
+    for comparison in compared:
+        pairs = comparison.ratios
+        on, off = (_cpu_cell(cpu) for cpu in (comparison.cpu_on, comparison.cpu_off))
+        lines.append(
+            f"| {comparison.store} | {comparison.rounds} x {comparison.window:.0f} s each way, "
+            f"{comparison.pairs} pairs of processes "
+            f"| **{comparison.ratio:.3f}** | {statistics.median(pairs):.3f} ({min(pairs):.3f}-{max(pairs):.3f}) "
+            f"| {on} | {off} |"
+        )
+    for comparison in compared:
+        if comparison.cpu_on and comparison.cpu_off:
+            extra = statistics.median(other for _, other in comparison.cpu_on) - statistics.median(
+                other for _, other in comparison.cpu_off
+            )
+            lines.append(
+                f"\n{comparison.store}: purging costs the store's threads {extra:+.0f} us of CPU per call "
+                "(the medians above, with purge minus without): what the deletes take, measured without the "
+                "noise of calls/s, whose windows spread over the range shown."
+            )
+    lines += ["", f"![retention under load]({image})"]
     return "\n".join(lines)
 
 
@@ -296,7 +475,12 @@ def main() -> None:
     parser.add_argument("--no-purge", action="store_true", help="--sustained: keep everything")
     parser.add_argument("--session-seconds", type=float, default=30, help="--sustained: a session's life")
     parser.add_argument("--sample", type=float, default=30, help="--sustained: seconds between samples")
-    parser.add_argument("--out", help="--sustained: write the samples here as JSON")
+    parser.add_argument("--compare", action="store_true", help="--sustained: purge on and off, interleaved")
+    parser.add_argument("--rounds", type=int, default=12, help="--compare: measured windows each way, in all")
+    parser.add_argument("--pairs", type=int, default=4, help="--compare: fresh pairs of services they are spread over")
+    parser.add_argument("--warmup", type=int, default=2, help="--compare: rounds not counted at the start of a pair")
+    parser.add_argument("--window", type=float, default=20, help="--compare: seconds of load per window")
+    parser.add_argument("--out", help="--sustained: write the samples (or --compare's windows) here as JSON")
     parser.add_argument("--plot", nargs="+", metavar="JSON", help="chart runs written with --out")
     parser.add_argument("--to", default="retention.png", help="--plot: the PNG to write")
     parser.add_argument("--markdown", help="--plot: write the figures as a section of this report (docs/benchmarks.md)")
@@ -306,7 +490,7 @@ def main() -> None:
         return
     if args.sustained:
         args.sessions, args.seconds = args.sessions or 10, args.seconds or 600
-        raise SystemExit(anyio.run(sustained, args))
+        raise SystemExit(anyio.run(compare if args.compare else sustained, args))
     args.sessions, args.seconds = args.sessions or 50, args.seconds or 120
     raise SystemExit(anyio.run(soak, args))
 

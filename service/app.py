@@ -23,17 +23,24 @@ from service.api.deps import Services
 from service.api.jobs import jobs_router
 from service.api.schemas import JobCreate
 from service.auth import StaticTokenVerifier
-from service.errors import JsonErrors, exception_handlers
-from service.guards import BodyLimit, HeaderLimit, HostCheck
+from service.errors import exception_handlers
 from service.jobs.engine import JobEngine, JobLimits
 from service.jobs.models import SpecLimits, spec_model
-from service.mcp.http import TrimmedHeaders
+from service.lifecycle import Lifecycle
+from service.mcp.manager import SessionManager
 from service.mcp.server import build_server
-from service.mcp.sessions import SessionRegistry
 from service.mcp.tools import McpTool
-from service.mcp.transport import SessionManager
+from service.middleware import (
+    BodyLimitMiddleware,
+    HeaderLimitMiddleware,
+    HostCheckMiddleware,
+    JsonErrorsMiddleware,
+    TrimmedHeadersMiddleware,
+)
 from service.settings import Settings
 from service.stores import create_storage
+
+__all__ = ["MCP_PATH", "ServiceApp", "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +54,18 @@ the same notification jobs. Every job, whichever side started it, is visible on 
 """
 
 
+class ServiceApp(FastAPI):
+    """The FastAPI app, and the `lifecycle` of what it runs (for the server that serves it)."""
+
+    lifecycle: Lifecycle
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     token_verifier: TokenVerifier | None = None,
     extra_tools: Sequence[McpTool] = (),
-) -> FastAPI:
+) -> ServiceApp:
     """Build storage, job engine, MCP server and routes; nothing starts until the lifespan runs.
 
     `token_verifier` replaces the static tokens of `SERVICE_AUTH_TOKENS` (a JWT or OAuth
@@ -74,11 +87,10 @@ def create_app(
         max_interval=settings.max_interval,
         max_caller_length=settings.max_caller_length,
     )
-    sessions = SessionRegistry()
     manager = SessionManager(
-        build_server(engine, sessions, spec=spec_model(limits), version=__version__, extra_tools=extra_tools),
+        build_server(engine, spec=spec_model(limits), version=__version__, extra_tools=extra_tools),
         event_log=storage,
-        sessions=sessions,
+        fast_path=settings.mcp_fast_path,
         json_response=settings.json_response,
         security_settings=TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
@@ -92,6 +104,8 @@ def create_app(
         max_request_body_size=settings.max_request_body,
     )
 
+    lifecycle = Lifecycle(storage, engine, manager)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if token_verifier is None and not settings.is_loopback():
@@ -100,41 +114,25 @@ def create_app(
                 "anyone who can reach this port can run jobs. Set SERVICE_AUTH_TOKENS.",
                 settings.host,
             )
-        # Started in dependency order and stopped in reverse: sessions close before the
-        # engine stops, and the engine records its jobs before storage flushes and closes.
-        async with storage, engine.running(), manager.run():
-            try:
-                yield
-            finally:
-                # Running jobs end as "interrupted", not as "cancelled" by their closing sessions.
-                engine.shutdown()
+        async with lifecycle.running():
+            yield
 
-    app = FastAPI(
+    app = ServiceApp(
         title="MCP notification service",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-
-    def begin_shutdown() -> None:
-        """Interrupt the jobs and end the GET streams, so that open responses end and the server can stop.
-
-        uvicorn waits for open responses before the lifespan's shutdown runs: `service.cli.Server`
-        calls this as shutdown begins.
-        """
-        engine.shutdown()
-        manager.close_streams()
-
-    app.state.begin_shutdown = begin_shutdown
+    app.lifecycle = lifecycle
     app.state.services = Services(
-        settings=settings, engine=engine, sessions=sessions, auth_required=token_verifier is not None
+        settings=settings, engine=engine, sessions=manager, auth_required=token_verifier is not None
     )
     for exc_type, handler in exception_handlers(MCP_PATH).items():
         app.add_exception_handler(exc_type, handler)
     app.include_router(jobs_router(spec_model(limits, base=JobCreate, name="JobCreate")))
     app.include_router(health.router)
 
-    mcp_endpoint: ASGIApp = TrimmedHeaders(StreamableHTTPASGIApp(manager))
+    mcp_endpoint: ASGIApp = TrimmedHeadersMiddleware(StreamableHTTPASGIApp(manager))
     if token_verifier is not None:
         # The SDK's own middleware: 401 with WWW-Authenticate without a valid token, and the
         # session manager binds each session to the principal that opened it.
@@ -145,10 +143,10 @@ def create_app(
     # Middleware, innermost first.
     if token_verifier is not None:
         app.add_middleware(AuthenticationMiddleware, backend=BearerAuthBackend(token_verifier))
-    app.add_middleware(BodyLimit, max_body_size=settings.max_request_body, skip=MCP_PATH)
-    app.add_middleware(HostCheck, allowed_hosts=settings.mcp_allowed_hosts(), exempt=[MCP_PATH, "/healthz"])
-    app.add_middleware(HeaderLimit, max_bytes=settings.max_header_bytes)
-    app.add_middleware(JsonErrors, mcp_path=MCP_PATH)
+    app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_request_body, exempt=[MCP_PATH])
+    app.add_middleware(HostCheckMiddleware, allowed_hosts=settings.mcp_allowed_hosts(), exempt=[MCP_PATH, "/healthz"])
+    app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
+    app.add_middleware(JsonErrorsMiddleware, mcp_path=MCP_PATH)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -15,6 +15,8 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from starlette.requests import HTTPConnection
 
+__all__ = ["StaticTokenVerifier", "principal_of"]
+
 SHA256_PREFIX = "sha256:"
 
 

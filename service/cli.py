@@ -12,11 +12,14 @@ from collections.abc import Callable
 import anyio
 import uvicorn
 from mcp.shared.exceptions import MCPDeprecationWarning
+from typing_extensions import override
 
 from service.app import create_app
 from service.settings import SettingsError, load_settings
 from service.stores import check_storage
 from service.stores.base import StoreError
+
+__all__ = ["Server", "main"]
 
 logger = logging.getLogger("service")
 
@@ -52,24 +55,22 @@ def main() -> None:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
-    Server(config, on_shutdown=app.state.begin_shutdown).run()
+    Server(config, on_shutdown=app.lifecycle.begin_shutdown).run()
 
 
 class Server(uvicorn.Server):
     """uvicorn, ending the open streams as soon as shutdown begins.
 
-    uvicorn waits for open responses before it runs the lifespan's shutdown, and a tool
-    call's stream stays open until its job ends, a GET stream until it is closed:
-    `on_shutdown` (the app's `begin_shutdown`) interrupts the jobs, so every open call ends
-    with its "interrupted" result, and closes the GET streams, so their clients resume
-    elsewhere, instead of all waiting out the graceful timeout. Run the service under your
-    own uvicorn? Use this class, or expect that wait.
+    `on_shutdown` is the app's `lifecycle.begin_shutdown` (`service.lifecycle` says why).
+    Run the service under your own uvicorn? Use this class, or expect the graceful timeout's wait.
     """
 
+    @override
     def __init__(self, config: uvicorn.Config, *, on_shutdown: Callable[[], None]) -> None:
         super().__init__(config)
         self._on_shutdown = on_shutdown
 
+    @override
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._on_shutdown()
         await super().shutdown(sockets)

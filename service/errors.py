@@ -1,16 +1,13 @@
-"""Every error leaves the service as JSON, including the ones lower layers write as plain text.
+"""The exception handlers `create_app` installs, for what would otherwise leave as a 500 in plain text.
 
-`JsonErrors` reshapes what the SDK, Starlette and our guards write as text; the handlers below
-are installed by `create_app` for what would otherwise leave as a 500 in plain text or with a
-traceback.
+Every error leaves the service as JSON; `service.middleware.json_errors` reshapes what lower
+layers (the SDK, Starlette, our guards) write as text.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from http import HTTPStatus
 from typing import Any
 from uuid import uuid4
 
@@ -18,60 +15,20 @@ from fastapi import Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from mcp_types import INTERNAL_ERROR, INVALID_REQUEST
-from starlette.datastructures import MutableHeaders
+from mcp_types import INTERNAL_ERROR
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from service.stores.base import StoreError
+
+__all__ = ["exception_handlers", "rpc_error"]
 
 logger = logging.getLogger(__name__)
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 Handler = Callable[[Request, Any], Awaitable[Response]]
-
-
-class JsonErrors:
-    """Rewrites plain-text or untyped error responses (the SDK's Host, Origin and Content-Type checks,
-    its body size limit) as JSON: a JSON-RPC error on the MCP endpoint, `{"detail": ...}` everywhere else."""
-
-    def __init__(self, app: ASGIApp, *, mcp_path: str = "/mcp") -> None:
-        self.app = app
-        self.mcp_path = mcp_path
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        held: Message | None = None
-        body = bytearray()
-
-        async def send_json_errors(message: Message) -> None:
-            nonlocal held
-            if message["type"] == "http.response.start" and message["status"] >= 400:
-                content_type = MutableHeaders(scope=message).get("content-type", "")
-                if not content_type or content_type.startswith("text/plain"):
-                    held = message
-                    return
-            if held is None or message["type"] != "http.response.body":
-                await send(message)
-                return
-            body.extend(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            # An empty body (the SDK's 405 to a GET in the 2026 era, say) gets the status's own phrase.
-            text = body.decode(errors="replace").strip() or HTTPStatus(held["status"]).phrase
-            payload = _rpc_error(INVALID_REQUEST, text) if scope["path"] == self.mcp_path else {"detail": text}
-            encoded = json.dumps(payload).encode()
-            headers = MutableHeaders(raw=list(held["headers"]))
-            headers["content-type"] = "application/json"
-            headers["content-length"] = str(len(encoded))
-            await send({**held, "headers": headers.raw})
-            await send({"type": "http.response.body", "body": encoded})
-
-        await self.app(scope, receive, send_json_errors)
 
 
 def exception_handlers(mcp_path: str) -> dict[type[Exception], Handler]:
@@ -114,7 +71,7 @@ def _internal_error(mcp_path: str) -> Handler:
         logger.error("request %s: %s %s failed", request_id, request.method, request.url.path, exc_info=exc)
         message = f"Internal server error (request {request_id})"
         body: dict[str, Any] = (
-            _rpc_error(INTERNAL_ERROR, message)
+            rpc_error(INTERNAL_ERROR, message)
             if request.url.path == mcp_path
             else {"detail": message, "request_id": request_id}
         )
@@ -132,7 +89,7 @@ def _methods_of(routes: Iterable[BaseRoute], scope: Scope) -> set[str]:
     }
 
 
-def _rpc_error(code: int, message: str) -> dict[str, Any]:
+def rpc_error(code: int, message: str) -> dict[str, Any]:
     """A JSON-RPC error answering no request it could name (`id: null`)."""
     return {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as UnparsableSetting
 
+__all__ = ["ENV_PREFIX", "LOOPBACK_HOSTS", "Settings", "SettingsError", "StoreBackend", "load_settings"]
+
 ENV_PREFIX = "SERVICE_"
+
+LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "::1")
+"""Names of this machine that no other machine can reach: always accepted as `Host`, and safe without auth."""
 
 LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
@@ -61,6 +66,7 @@ class Settings(BaseSettings):
     max_sessions: Annotated[int, Field(ge=1)] = 10_000
     sse_retry_ms: Annotated[int, Field(ge=0)] | None = None
     sse_ping_interval: Annotated[float, Field(gt=0)] = 15.0
+    mcp_fast_path: bool = True
 
     # Storage
     store: StoreBackend = StoreBackend.SQLITE
@@ -86,20 +92,22 @@ class Settings(BaseSettings):
             raise ValueError(f"{ENV_PREFIX}MAX_COUNT must not exceed {ENV_PREFIX}MAX_EVENTS_PER_SESSION")
         return self
 
+    def _host_names(self) -> list[str]:
+        """The bound address and the loopback names, as they appear in a `Host` header (IPv6 in brackets)."""
+        return sorted({f"[{name}]" if ":" in name else name for name in (self.host, *LOOPBACK_HOSTS)})
+
     def mcp_allowed_hosts(self) -> list[str]:
         """Host header values the DNS-rebinding check accepts: the bound address plus loopback names."""
-        names = {self.host, "127.0.0.1", "localhost", "[::1]"}
-        hosts = [f"{name}:{self.port}" for name in sorted(names)] + sorted(names)
-        return [*hosts, *self.allowed_hosts]
+        names = self._host_names()
+        return [*(f"{name}:{self.port}" for name in names), *names, *self.allowed_hosts]
 
     def mcp_allowed_origins(self) -> list[str]:
         """Origin header values the DNS-rebinding check accepts (browsers send one; most clients don't)."""
-        names = {self.host, "127.0.0.1", "localhost", "[::1]"}
-        origins = [f"http://{name}:{self.port}" for name in sorted(names)]
+        origins = [f"http://{name}:{self.port}" for name in self._host_names()]
         return [*origins, *self.allowed_origins, *self.cors_origins]
 
     def is_loopback(self) -> bool:
-        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
 
 
 class SettingsError(Exception):

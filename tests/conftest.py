@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ServiceProcess, running_service
+from harness.service import ServiceProcess, running_service
 
 
 @pytest.fixture

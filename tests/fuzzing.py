@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from tests.support import ServiceProcess, running_service
+from harness.service import ServiceProcess, running_service
 
 UVICORN_REFUSAL = "Invalid HTTP request received."
 """What uvicorn answers, in plain text and before the app sees anything, to a request it cannot parse."""

@@ -13,8 +13,10 @@ import httpx
 import pytest
 from mcp.server.auth.provider import AccessToken
 
+from harness.clients import mcp_client
+from harness.service import ServiceProcess, running_service
 from service.auth import StaticTokenVerifier
-from tests.support import TOOL, ServiceProcess, mcp_client, running_service
+from service.mcp.tools import TOOL_NAME
 
 ALICE, BOB = "alice-secret-token", "bob-secret-token"
 TOKENS = {"alice": ALICE, "bob": "sha256:" + hashlib.sha256(BOB.encode()).hexdigest()}
@@ -91,7 +93,7 @@ def test_a_principal_sees_only_its_own_jobs(service: ServiceProcess) -> None:
 @pytest.mark.anyio
 async def test_sessions_and_tool_jobs_belong_to_their_principal(service: ServiceProcess) -> None:
     async with mcp_client(service.mcp_url, headers=bearer(ALICE)) as alice:
-        result = await alice.call_tool(TOOL, {"interval": 0, "count": 2, "caller": "alice-mcp"})
+        result = await alice.call_tool(TOOL_NAME, {"interval": 0, "count": 2, "caller": "alice-mcp"})
         assert result.structured_content is not None
         job_id = result.structured_content["job_id"]
         async with httpx.AsyncClient(base_url=service.base_url) as http:

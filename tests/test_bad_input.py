@@ -10,7 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import TOOL, ServiceProcess, open_raw_session, parse_sse, running_service, tool_call
+from harness.clients import open_raw_session, tool_call
+from harness.service import ServiceProcess, running_service
+from harness.sse import parse_sse
+from service.mcp.tools import TOOL_NAME
 
 INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, PARSE_ERROR = -32600, -32601, -32602, -32700
 
@@ -54,7 +57,7 @@ def call(name: str, arguments: Any) -> str:
         ("not JSON-RPC at all", b'{"hello": "world"}', 400, INVALID_PARAMS),
         ("an unknown method", b'{"jsonrpc": "2.0", "id": 1, "method": "jobs/explode"}', 200, METHOD_NOT_FOUND),
         ("an unknown tool", call("no-such-tool", {}), 200, INVALID_PARAMS),
-        ("arguments that are not an object", call(TOOL, [1, 2, 3]), 200, INVALID_PARAMS),
+        ("arguments that are not an object", call(TOOL_NAME, [1, 2, 3]), 200, INVALID_PARAMS),
     ],
 )
 def test_mcp_protocol_errors(
@@ -80,7 +83,7 @@ def test_mcp_protocol_errors(
 def test_bad_tool_arguments_are_tool_errors_naming_them(
     service: ServiceProcess, session: dict[str, str], arguments: Any, named: str
 ) -> None:
-    response = post(service, session, call(TOOL, arguments))
+    response = post(service, session, call(TOOL_NAME, arguments))
     assert response.status_code == 200
     events = [e for e in parse_sse(iter(response.text.splitlines())) if e.data]
     result = events[-1].json()["result"]
@@ -90,7 +93,7 @@ def test_bad_tool_arguments_are_tool_errors_naming_them(
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_json_numbers_are_refused(service: ServiceProcess, session: dict[str, str], literal: str) -> None:
-    body = call(TOOL, {"interval": "@", "count": 1, "caller": "x"}).replace('"@"', literal)
+    body = call(TOOL_NAME, {"interval": "@", "count": 1, "caller": "x"}).replace('"@"', literal)
     response = post(service, session, body)
     if response.status_code == 400:
         assert rpc_error(response)["code"] == PARSE_ERROR
@@ -118,7 +121,12 @@ def test_http_level_errors_on_mcp(service: ServiceProcess, session: dict[str, st
             b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "pad": "' + b"x" * 70_000 + b'"}',
             413,
         ),
-        ("10 MB caller", session, call(TOOL, {"interval": 0, "count": 1, "caller": "x" * 10_000_000}).encode(), 413),
+        (
+            "10 MB caller",
+            session,
+            call(TOOL_NAME, {"interval": 0, "count": 1, "caller": "x" * 10_000_000}).encode(),
+            413,
+        ),
     ]
     for case, headers, content, status in cases:
         response = httpx.post(service.mcp_url, headers=headers, content=content, timeout=30)
@@ -177,7 +185,7 @@ def test_a_request_id_that_is_neither_string_nor_integer_is_invalid_request(
 ) -> None:
     """The SDK took these for notifications: 202, no answer, and a client waiting forever."""
     caller = f"bad-id-{request_id}"
-    body = call(TOOL, {"interval": 0, "count": 1, "caller": caller}).replace('"id": 7', f'"id": {request_id}')
+    body = call(TOOL_NAME, {"interval": 0, "count": 1, "caller": caller}).replace('"id": 7', f'"id": {request_id}')
     response = post(service, session, body)
     assert response.status_code == 400, response.text
     error = rpc_error(response)
@@ -193,7 +201,7 @@ def test_a_request_id_that_is_neither_string_nor_integer_is_invalid_request(
 def test_a_caller_with_control_characters_or_blank_is_refused_on_both_sides(
     service: ServiceProcess, session: dict[str, str], caller: str, named: str
 ) -> None:
-    response = post(service, session, call(TOOL, {"interval": 0, "count": 1, "caller": caller}))
+    response = post(service, session, call(TOOL_NAME, {"interval": 0, "count": 1, "caller": caller}))
     result = [e for e in parse_sse(iter(response.text.splitlines())) if e.data][-1].json()["result"]
     assert result["isError"] is True
     assert "caller" in result["content"][0]["text"]

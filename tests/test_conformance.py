@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typing_extensions import override
 
-from tests.support import REPO, ServiceProcess, unavailable
+from harness.service import REPO, ServiceProcess
+from tests.support import unavailable
 
 CONFORMANCE_DIR = REPO / "tests" / "conformance"
 NODE_MODULES = CONFORMANCE_DIR / "node_modules"
@@ -69,6 +71,7 @@ class Failure:
     def excused_by(self, baseline: dict[str, str]) -> bool:
         return self.scenario in baseline or f"{self.scenario}:{self.check}" in baseline
 
+    @override
     def __str__(self) -> str:
         return f"[{self.run}] {self.scenario} / {self.check}: {self.status} {self.message}"
 

@@ -16,7 +16,7 @@ from service.app import create_app
 from service.mcp.tools import McpTool
 from service.settings import Settings, StoreBackend
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.in_process]
 
 
 async def boom() -> None:

@@ -16,16 +16,10 @@ import httpx
 import psutil
 import pytest
 
-from tests.support import (
-    INITIALIZE,
-    MCP_HEADERS,
-    TOOL,
-    ServiceProcess,
-    mcp_client,
-    running_service,
-    tool_call,
-    wait_for,
-)
+from harness.clients import INITIALIZE, MCP_HEADERS, mcp_client, tool_call
+from harness.service import ServiceProcess, running_service
+from service.mcp.tools import TOOL_NAME
+from tests.support import wait_for
 
 
 async def open_session(http: httpx.AsyncClient) -> str:
@@ -115,7 +109,7 @@ async def test_a_client_that_never_reads_blocks_nobody_and_stays_bounded(tmp_pat
             before = process.memory_info().rss
             async with mcp_client(service.mcp_url) as client:
                 with anyio.fail_after(20):
-                    result = await client.call_tool(TOOL, {"interval": 0, "count": 200, "caller": "meanwhile"})
+                    result = await client.call_tool(TOOL_NAME, {"interval": 0, "count": 200, "caller": "meanwhile"})
             assert result.structured_content is not None
             assert result.structured_content["sent"] == 200
             await anyio.sleep(2)

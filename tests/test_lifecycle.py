@@ -11,7 +11,11 @@ import httpx
 import pytest
 from mcp_types import CallToolResult
 
-from tests.support import TOOL, ServiceProcess, mcp_client, parse_sse, running_service, wait_for
+from harness.clients import mcp_client
+from harness.service import ServiceProcess, running_service
+from harness.sse import parse_sse
+from service.mcp.tools import TOOL_NAME
+from tests.support import wait_for
 
 
 def test_sigterm_interrupts_running_jobs_and_a_restart_keeps_them(tmp_path: Path) -> None:
@@ -75,7 +79,7 @@ async def test_sigterm_during_a_tool_call_records_the_job_as_interrupted(tmp_pat
     results: list[CallToolResult] = []
 
     async def call() -> None:
-        results.append(await client.call_tool(TOOL, {"interval": 0.02, "count": 10_000, "caller": "mcp-long"}))
+        results.append(await client.call_tool(TOOL_NAME, {"interval": 0.02, "count": 10_000, "caller": "mcp-long"}))
 
     async with mcp_client(service.mcp_url) as client, anyio.create_task_group() as tg:
         tg.start_soon(call)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import tomllib
 from importlib.metadata import distributions
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.support import REPO
+from harness.service import REPO
+
+pytestmark = pytest.mark.in_process
 
 
 def test_every_installed_package_is_pinned_at_its_installed_version() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.service import REPO, running_service
 from service.settings import Settings
-from tests.support import REPO, running_service
 
 
 def example_settings() -> dict[str, str]:

@@ -10,7 +10,9 @@ import httpx
 import pytest
 from mcp_types import TextContent
 
-from tests.support import TOOL, mcp_client, running_service
+from harness.clients import mcp_client
+from harness.service import running_service
+from service.mcp.tools import TOOL_NAME
 
 pytestmark = pytest.mark.anyio
 
@@ -22,7 +24,7 @@ async def test_a_locked_database_fails_the_call_clearly_and_the_service_recovers
         try:
             async with mcp_client(service.mcp_url) as client:
                 with anyio.fail_after(30):  # must end with an error, never hang
-                    result = await client.call_tool(TOOL, {"interval": 0.02, "count": 500, "caller": "locked"})
+                    result = await client.call_tool(TOOL_NAME, {"interval": 0.02, "count": 500, "caller": "locked"})
                 assert result.is_error
                 assert isinstance(result.content[0], TextContent)
                 assert "database is locked" in result.content[0].text
@@ -36,7 +38,7 @@ async def test_a_locked_database_fails_the_call_clearly_and_the_service_recovers
             lock.close()
 
         async with mcp_client(service.mcp_url) as client:
-            recovered = await client.call_tool(TOOL, {"interval": 0, "count": 3, "caller": "after"})
+            recovered = await client.call_tool(TOOL_NAME, {"interval": 0, "count": 3, "caller": "after"})
         assert not recovered.is_error
         jobs = httpx.get(f"{service.base_url}/jobs").json()["items"]
         statuses = {job["caller"]: job["status"] for job in jobs}

@@ -9,8 +9,10 @@ from fastapi import Depends, HTTPException, Request, status
 
 from service.auth import principal_of
 from service.jobs.engine import JobEngine
-from service.mcp.sessions import SessionRegistry
+from service.jobs.sinks import SessionDirectory
 from service.settings import Settings
+
+__all__ = ["EngineDep", "PrincipalDep", "Services", "ServicesDep"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +21,7 @@ class Services:
 
     settings: Settings
     engine: JobEngine
-    sessions: SessionRegistry
+    sessions: SessionDirectory
     auth_required: bool
 
 

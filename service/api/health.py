@@ -7,6 +7,8 @@ from fastapi import APIRouter
 from service.api.deps import ServicesDep
 from service.api.schemas import Health
 
+__all__ = ["router"]
+
 router = APIRouter(tags=["health"])
 
 

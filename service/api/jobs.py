@@ -8,21 +8,28 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 
+from service import sse
 from service.api.deps import EngineDep, PrincipalDep, ServicesDep
 from service.api.responses import error_responses
-from service.api.schemas import JobCreate, JobPage
+from service.api.schemas import Job, JobCreate, JobPage
 from service.jobs.engine import JobEngine, TooManyJobs
-from service.jobs.models import JOB_ID_PATTERN, Job, JobOrigin, JobStatus
-from service.mcp.sinks import SessionStreamSink
+from service.jobs.models import JOB_ID_PATTERN, JobOrigin, JobRecord, JobStatus
 from service.stores.base import EVENT_ID_PATTERN, parse_event_id
+
+__all__ = ["jobs_router"]
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job's id: 32 lowercase hex digits.")]
 RESUME_PATTERN = f"^({EVENT_ID_PATTERN.strip('^$')})?$"
+_JOB_ID = {"job_id": "$response.body#/id"}
+_LINKS_FROM_A_JOB = {
+    name: {"operationId": name, "parameters": _JOB_ID} for name in ("get_job", "cancel_job", "delete_job", "job_events")
+}
+"""OpenAPI links: what a client (or a fuzzer) may do next with the job it just started."""
 MAX_OFFSET = 1_000_000_000
 """Far beyond any store's job count, and well inside a 64-bit integer (SQLite's)."""
 
 
-async def _job_or_404(engine: JobEngine, job_id: str, principal: str | None) -> Job:
+async def _job_or_404(engine: JobEngine, job_id: str, principal: str | None) -> JobRecord:
     """The job, if it exists and the caller may see it: another principal's job is "not found" too."""
     job = await engine.get(job_id)
     if job is not None and (principal is None or job.owner == principal):
@@ -48,16 +55,17 @@ def jobs_router(job_create: type[JobCreate]) -> APIRouter:
         """
         sinks = []
         if body.session_id is not None:
-            session = services.sessions.get(body.session_id, owner=principal)
-            if session is None:
+            sink = services.sessions.sink_for(body.session_id, owner=principal)
+            if sink is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"No live MCP session with id {body.session_id!r}")
-            sinks.append(SessionStreamSink(session))
+            sinks.append(sink)
         try:
-            return await services.engine.start(
+            job = await services.engine.start(
                 body, origin=JobOrigin.REST, session_id=body.session_id, owner=principal, sinks=sinks
             )
         except TooManyJobs as exc:
             raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": "1"}) from None
+        return Job.of(job)
 
     # The body's model carries the configured limits, so it exists only once the settings do:
     # FastAPI reads it from the signature when the route is added.
@@ -68,14 +76,16 @@ def jobs_router(job_create: type[JobCreate]) -> APIRouter:
         methods=["POST"],
         status_code=status.HTTP_202_ACCEPTED,
         summary="Start a notification job",
+        operation_id="create_job",
         responses={
+            202: {"description": "Started", "links": _LINKS_FROM_A_JOB},
             **error_responses(400, description="The body is not UTF-8"),
             **error_responses(404, description="`session_id` names no live MCP session"),
             **error_responses(429),
         },
     )
 
-    @router.get("", summary="List jobs, newest first")
+    @router.get("", summary="List jobs, newest first", operation_id="list_jobs")
     async def list_jobs(
         engine: EngineDep,
         principal: PrincipalDep,
@@ -83,16 +93,19 @@ def jobs_router(job_create: type[JobCreate]) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> JobPage:
-        jobs = await engine.list(status=job_status, owner=principal, limit=limit + 1, offset=offset)
-        return JobPage(items=jobs[:limit], next_offset=offset + limit if len(jobs) > limit else None)
+        jobs = await engine.list_jobs(status=job_status, owner=principal, limit=limit + 1, offset=offset)
+        return JobPage(
+            items=[Job.of(job) for job in jobs[:limit]], next_offset=offset + limit if len(jobs) > limit else None
+        )
 
-    @router.get("/{job_id}", summary="One job", responses=error_responses(404))
+    @router.get("/{job_id}", summary="One job", operation_id="get_job", responses=error_responses(404))
     async def get_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
-        return await _job_or_404(engine, job_id, principal)
+        return Job.of(await _job_or_404(engine, job_id, principal))
 
     @router.post(
         "/{job_id}/cancel",
         summary="Cancel a job",
+        operation_id="cancel_job",
         responses={**error_responses(404), **error_responses(409, description="The job has already ended")},
     )
     async def cancel_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
@@ -103,10 +116,14 @@ def jobs_router(job_create: type[JobCreate]) -> APIRouter:
             raise HTTPException(status.HTTP_409_CONFLICT, f"Job {job_id} has already ended ({job.status.value})")
         cancelled = await engine.cancel(job_id)
         assert cancelled is not None
-        return cancelled
+        return Job.of(cancelled)
 
     @router.delete(
-        "/{job_id}", summary="Delete a job", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+        "/{job_id}",
+        summary="Delete a job",
+        operation_id="delete_job",
+        status_code=status.HTTP_204_NO_CONTENT,
+        responses=error_responses(404),
     )
     async def delete_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Response:
         """Forget a job and its notifications, cancelling it first if it still runs; it answers 404 after."""
@@ -117,6 +134,7 @@ def jobs_router(job_create: type[JobCreate]) -> APIRouter:
     @router.get(
         "/{job_id}/events",
         summary="Follow a job's notifications (Server-Sent Events)",
+        operation_id="job_events",
         response_class=StreamingResponse,
         responses={
             200: {
@@ -129,7 +147,7 @@ def jobs_router(job_create: type[JobCreate]) -> APIRouter:
     )
     async def job_events(
         job_id: JobId,
-        engine: EngineDep,
+        services: ServicesDep,
         principal: PrincipalDep,
         # Empty is absent, as in the SSE spec (an empty `id:` resets the client's last event id).
         last_event_id: Annotated[
@@ -138,6 +156,7 @@ def jobs_router(job_create: type[JobCreate]) -> APIRouter:
     ) -> StreamingResponse:
         """Every notification of the job so far, then each new one as it is sent, then an `end`
         event carrying the final job. Reconnect with `Last-Event-ID` to get only what you missed."""
+        engine = services.engine
         await _job_or_404(engine, job_id, principal)
         after = 0
         if last_event_id:
@@ -150,19 +169,15 @@ def jobs_router(job_create: type[JobCreate]) -> APIRouter:
             after = parsed
 
         async def stream() -> AsyncIterator[bytes]:
-            async for event in engine.follow(job_id, after):
+            async for event in engine.follow(job_id, after, heartbeat=services.settings.sse_ping_interval):
                 if event is None:
-                    yield b": keep-alive\n\n"
+                    yield sse.PING
                 else:
-                    yield b"id: %d\nevent: notification\ndata: %s\n\n" % (event.id, event.data or b"")
+                    yield sse.frame((event.data or b"").decode(), event_id=str(event.id), event="notification")
             final = await engine.get(job_id)
             if final is not None:  # None: deleted while it was followed
-                yield b"event: end\ndata: %s\n\n" % final.model_dump_json().encode()
+                yield sse.frame(Job.of(final).model_dump_json(), event="end")
 
-        return StreamingResponse(
-            stream(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return StreamingResponse(stream(), headers=sse.HEADERS)
 
     return router

@@ -6,6 +6,8 @@ from typing import Any
 
 from service.api.schemas import ErrorBody
 
+__all__ = ["error_responses"]
+
 _DESCRIPTIONS = {
     400: "Bad request",
     401: "Authentication required (when `SERVICE_AUTH_TOKENS` is set)",

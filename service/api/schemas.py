@@ -1,12 +1,15 @@
-"""Request and response bodies of the REST API (the job itself is `service.jobs.models.Job`)."""
+"""Request and response bodies of the REST API: the public shapes, apart from what the stores keep."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.jobs.models import Job, JobSpec
+from service.jobs.models import JOB_ID_PATTERN, JobOrigin, JobRecord, JobSpec, JobStatus
+
+__all__ = ["ErrorBody", "Health", "Job", "JobCreate", "JobPage"]
 
 SESSION_ID_PATTERN = r"^[\x21-\x7e]+$"
 """What the MCP spec allows in a session id: visible ASCII."""
@@ -29,6 +32,28 @@ class JobCreate(JobSpec):
             description="A live MCP session (its Mcp-Session-Id) to push the notifications to.",
         ),
     ] = None
+
+
+class Job(BaseModel):
+    """A job as clients see it: its record, less the service's own bookkeeping (which process runs it)."""
+
+    id: Annotated[str, Field(pattern=JOB_ID_PATTERN, examples=["019ad6b1c3f37a2e9e1c8b6a3f2d1e0c"])]
+    status: JobStatus
+    caller: str
+    interval: float
+    count: int
+    sent: int
+    origin: JobOrigin
+    session_id: str | None
+    owner: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, record: JobRecord) -> Job:
+        return cls.model_validate(record, from_attributes=True)
 
 
 class JobPage(BaseModel):

@@ -8,46 +8,31 @@ engine knows nothing of MCP or HTTP.
 
 from __future__ import annotations
 
-import json
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import anyio
 from anyio.abc import TaskGroup
 
-from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus, utcnow
-from service.stores.base import Storage, StoredEvent, StoreStats, job_log_scope
+from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus, utcnow
+from service.jobs.sinks import Notification, Sink
+from service.stores.base import Storage, StoredEvent, StoreStats, job_partition
+
+__all__ = ["LOG_STREAM", "JobEngine", "JobLimits", "TooManyJobs", "new_runner_id"]
 
 logger = logging.getLogger(__name__)
 
 LOG_STREAM = "log"
 
 
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """The `index`-th (1-based) of a job's `count` notifications."""
-
-    job_id: str
-    index: int
-    count: int
-    caller: str
-
-    @property
-    def message(self) -> str:
-        return f"Notification {self.index}/{self.count} for {self.caller}"
-
-    def to_json(self) -> bytes:
-        body = {"job_id": self.job_id, "index": self.index, "count": self.count, "message": self.message}
-        return json.dumps(body, separators=(",", ":")).encode()
-
-
-class Sink(Protocol):
-    """Somewhere a job's notifications are delivered, besides its own event log."""
-
-    async def send(self, notification: Notification) -> None: ...
+def new_runner_id() -> str:
+    """This process among its replicas: its host, its pid, and a random part (pids are reused)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +49,9 @@ class TooManyJobs(Exception):
 
 @dataclass(eq=False)
 class _LiveJob:
-    job: Job
+    job: JobRecord
     sinks: list[Sink]
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    cancel_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     done: anyio.Event = field(default_factory=anyio.Event)
     changed: anyio.Event | None = None
     """Set at the next change; created only when someone follows the job (it is on the hot path)."""
@@ -86,9 +71,12 @@ class _LiveJob:
 
 
 class JobEngine:
-    def __init__(self, storage: Storage, limits: JobLimits) -> None:
+    """Runs jobs and answers for them; `runner_id` names this engine in the records of the jobs it runs."""
+
+    def __init__(self, storage: Storage, limits: JobLimits, *, runner_id: str | None = None) -> None:
         self._storage = storage
         self._limits = limits
+        self.runner_id = runner_id or new_runner_id()
         self._live: dict[str, _LiveJob] = {}
         self._task_group: TaskGroup | None = None
 
@@ -108,7 +96,7 @@ class JobEngine:
         """Stop every running job; each is recorded as interrupted. Idempotent."""
         for live in self._live.values():
             live.cancel_status = JobStatus.INTERRUPTED
-            live.scope.cancel()
+            live.cancel_scope.cancel()
 
     # Commands
 
@@ -133,13 +121,13 @@ class JobEngine:
         session_id: str | None = None,
         owner: str | None = None,
         sinks: Sequence[Sink] = (),
-    ) -> Job:
+    ) -> JobRecord:
         """Check the load limits, record the job and start it in the engine's task group; return its first snapshot."""
         task_group = self._task_group
         if task_group is None:
             raise RuntimeError("the job engine is not running")
         self._check_load(session_id)
-        job = Job.new(spec, origin, session_id, owner)
+        job = JobRecord.new(self._storage.new_job_id(), spec, origin, session_id, owner, self.runner_id)
         await self._storage.save_job(job)
         live = self._live[job.id] = _LiveJob(job, list(sinks))
         task_group.start_soon(self._run, live, name=f"job {job.id}")
@@ -153,7 +141,7 @@ class JobEngine:
         session_id: str | None = None,
         owner: str | None = None,
         sinks: Sequence[Sink] = (),
-    ) -> Job:
+    ) -> JobRecord:
         """Check the load limits and run the job in the caller's task; return its final state.
 
         For a caller that waits for the end anyway (an MCP tool call): no task of its own
@@ -163,22 +151,22 @@ class JobEngine:
         if self._task_group is None:
             raise RuntimeError("the job engine is not running")
         self._check_load(session_id)
-        job = Job.new(spec, origin, session_id, owner)
+        job = JobRecord.new(self._storage.new_job_id(), spec, origin, session_id, owner, self.runner_id)
         live = self._live[job.id] = _LiveJob(job, list(sinks))
         await self._run(live)
         return live.job
 
-    async def cancel(self, job_id: str) -> Job | None:
+    async def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a job and wait until it has stopped; a job that already ended is returned as is."""
         live = self._live.get(job_id)
         if live is None:
             return await self._storage.get_job(job_id)
-        live.scope.cancel()
+        live.cancel_scope.cancel()
         with anyio.CancelScope(shield=True):
             await live.done.wait()
         return live.job.model_copy()
 
-    async def delete(self, job_id: str) -> Job | None:
+    async def delete(self, job_id: str) -> JobRecord | None:
         """Cancel the job if it runs, then forget it and its notifications; None if there was no such job."""
         job = await self.cancel(job_id)
         if job is not None:
@@ -191,15 +179,15 @@ class JobEngine:
     def running_count(self) -> int:
         return len(self._live)
 
-    async def get(self, job_id: str) -> Job | None:
+    async def get(self, job_id: str) -> JobRecord | None:
         live = self._live.get(job_id)
         if live is not None:
             return live.job.model_copy()
         return await self._storage.get_job(job_id)
 
-    async def list(
+    async def list_jobs(
         self, *, status: JobStatus | None = None, owner: str | None = None, limit: int = 50, offset: int = 0
-    ) -> list[Job]:
+    ) -> list[JobRecord]:
         """Newest first, with running jobs showing their live progress."""
         jobs = await self._storage.list_jobs(status=status, owner=owner, limit=limit, offset=offset)
         return [self._live[job.id].job.model_copy() if job.id in self._live else job for job in jobs]
@@ -212,11 +200,11 @@ class JobEngine:
         Yields None after `heartbeat` idle seconds, so that a streaming caller can keep
         its connection alive (and notice a client that has gone).
         """
-        scope = job_log_scope(job_id)
+        partition = job_partition(job_id)
         while True:
             live = self._live.get(job_id)
             changed = live.next_change() if live is not None else None
-            for event in await self._storage.read(scope, LOG_STREAM, after):
+            for event in await self._storage.read(partition, LOG_STREAM, after):
                 yield event
                 after = event.id
             if changed is None:
@@ -234,28 +222,28 @@ class JobEngine:
         return await self._storage.was_purged(job_id)
 
     async def owns_event(self, job_id: str, event_id: int) -> bool:
-        return await self._storage.stream_of(job_log_scope(job_id), event_id) is not None
+        return await self._storage.stream_of(job_partition(job_id), event_id) is not None
 
     # Running
 
     async def _run(self, live: _LiveJob) -> None:
         job = live.job
         job.status, job.started_at = JobStatus.RUNNING, utcnow()
-        scope = job_log_scope(job.id)
+        partition = job_partition(job.id)
         try:
             await self._storage.save_job(job)
-            with live.scope:
+            with live.cancel_scope:
                 live.touch()
                 start = anyio.current_time()
                 for index in range(1, job.count + 1):
                     if index > 1:  # the first is due now: no trip through the event loop for it
                         await anyio.sleep_until(start + (index - 1) * job.interval)
                     notification = Notification(job.id, index, job.count, job.caller)
-                    await self._storage.append(scope, LOG_STREAM, notification.to_json())
+                    await self._storage.append(partition, LOG_STREAM, notification.to_json())
                     job.sent = index
                     await self._deliver(live, notification)
                     live.touch()
-            job.status = live.cancel_status if live.scope.cancelled_caught else JobStatus.COMPLETED
+            job.status = live.cancel_status if live.cancel_scope.cancelled_caught else JobStatus.COMPLETED
         except Exception as exc:
             logger.exception("job %s failed", job.id)
             job.status, job.error = JobStatus.FAILED, str(exc) or type(exc).__name__
@@ -268,7 +256,7 @@ class JobEngine:
                 job.finished_at = utcnow()
                 try:
                     await self._storage.save_job(job)
-                    await self._storage.seal(scope)
+                    await self._storage.seal(partition)
                 finally:
                     del self._live[job.id]
                     live.done.set()
@@ -285,7 +273,7 @@ class JobEngine:
 
     async def _interrupt_leftovers(self) -> None:
         for job in await self._storage.unfinished_jobs():
-            job.sent = sum(1 for _ in await self._storage.read(job_log_scope(job.id), LOG_STREAM))
+            job.sent = sum(1 for _ in await self._storage.read(job_partition(job.id), LOG_STREAM))
             logger.warning("job %s was left %s by a previous run: marked interrupted", job.id, job.status)
             job.status, job.finished_at = JobStatus.INTERRUPTED, job.finished_at or utcnow()
             await self._storage.save_job(job)

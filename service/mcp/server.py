@@ -1,4 +1,4 @@
-"""The MCP server: its tools, logging, and the hook that registers sessions for REST pushes."""
+"""The MCP server: its tools and logging."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
-from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INVALID_PARAMS,
@@ -16,16 +15,15 @@ from mcp_types import (
     CallToolResult,
     EmptyResult,
     ListToolsResult,
-    NotificationParams,
     PaginatedRequestParams,
     SetLevelRequestParams,
 )
 
-from service.auth import principal_of
 from service.jobs.engine import JobEngine
 from service.jobs.models import JobSpec
-from service.mcp.sessions import SessionRegistry
 from service.mcp.tools import McpTool, error_result, notification_tool
+
+__all__ = ["SERVER_NAME", "build_server"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +32,6 @@ SERVER_NAME = "mcp-notification-service"
 
 def build_server(
     engine: JobEngine,
-    sessions: SessionRegistry,
     *,
     spec: type[JobSpec],
     version: str,
@@ -68,10 +65,6 @@ def build_server(
         # Accepted for handshake-era clients; every notification this server sends is at level info.
         return EmptyResult()
 
-    async def session_initialized(ctx: ServerRequestContext[Any], params: NotificationParams) -> None:
-        if ctx.request is not None and (session_id := ctx.request.headers.get(MCP_SESSION_ID_HEADER)):
-            sessions.add(session_id, ctx.session, owner=principal_of(ctx.request))
-
     server: Server[Any] = Server(
         SERVER_NAME,
         version=version,
@@ -82,5 +75,4 @@ def build_server(
     # Registered directly rather than through the constructor, which warns that logging is deprecated
     # as of 2026-07-28: this server still serves handshake-era clients, for whom it is not.
     server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_logging_level)
-    server.add_notification_handler("notifications/initialized", NotificationParams, session_initialized)
     return server

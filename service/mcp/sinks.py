@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mcp.server.session import ServerSession
-from mcp_types import RequestId
+from mcp.shared.message import SessionMessage
+from mcp_types import JSONRPCNotification, RequestId
 
-from service.jobs.engine import Notification
+from service.jobs.sinks import Notification
+from service.mcp.resumable import ResumableTransport
+
+__all__ = ["LOGGER_NAME", "RequestStreamSink", "SessionStreamSink"]
 
 LOGGER_NAME = "notification-stream"
 
@@ -29,9 +33,15 @@ class RequestStreamSink:
 
 @dataclass(frozen=True, slots=True)
 class SessionStreamSink:
-    """A session's standalone GET stream (for jobs started over REST with a `session_id`)."""
+    """A session's standalone GET stream (for jobs started over REST with a `session_id`).
 
-    session: ServerSession
+    The message goes through the session's transport as if the session had sent it: stored
+    in the session's log, then delivered (or kept for its client to resume).
+    """
+
+    transport: ResumableTransport
 
     async def send(self, notification: Notification) -> None:
-        await self.session.send_log_message("info", notification.message, logger=LOGGER_NAME)
+        params = {"level": "info", "logger": LOGGER_NAME, "data": notification.message}
+        message = JSONRPCNotification(jsonrpc="2.0", method="notifications/message", params=params)
+        await self.transport.push(SessionMessage(message))

@@ -13,8 +13,10 @@ from pydantic import ValidationError
 
 from service.auth import principal_of
 from service.jobs.engine import JobEngine, TooManyJobs
-from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus
+from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus
 from service.mcp.sinks import RequestStreamSink
+
+__all__ = ["TOOL_NAME", "McpTool", "ToolHandler", "error_result", "notification_tool"]
 
 ToolHandler = Callable[[ServerRequestContext[Any], dict[str, Any]], Awaitable[CallToolResult]]
 
@@ -60,7 +62,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "Invalid arguments: " + "; ".join(parts)
 
 
-def job_result(job: Job) -> CallToolResult:
+def job_result(job: JobRecord) -> CallToolResult:
     return CallToolResult(
         content=[TextContent(type="text", text=job.summary())],
         structured_content={

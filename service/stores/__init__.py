@@ -7,6 +7,8 @@ from service.stores.base import Retention, Storage
 from service.stores.memory import MemoryStorage
 from service.stores.sqlite import SQLiteStorage
 
+__all__ = ["MemoryStorage", "Retention", "SQLiteStorage", "Storage", "check_storage", "create_storage"]
+
 
 def create_storage(settings: Settings) -> Storage:
     retention = Retention(
@@ -15,10 +17,10 @@ def create_storage(settings: Settings) -> Storage:
         max_jobs=settings.max_stored_jobs or None,
     )
     if settings.store is StoreBackend.MEMORY:
-        return MemoryStorage(max_events_per_scope=settings.max_events_per_session, retention=retention)
+        return MemoryStorage(max_events_per_partition=settings.max_events_per_session, retention=retention)
     return SQLiteStorage(
         settings.sqlite_path,
-        max_events_per_scope=settings.max_events_per_session,
+        max_events_per_partition=settings.max_events_per_session,
         retention=retention,
         flush_interval=settings.sqlite_flush_interval,
     )

@@ -1,16 +1,16 @@
 """The storage interface: append-only event logs and job records, kept for a bounded time.
 
-A backend is one class in one file that satisfies `Storage`. Events live in *scopes*
-(an MCP session, or a job's own log, `job_log_scope(id)`); a scope holds one or more
+A backend is one class in one file that satisfies `Storage`. Events live in *partitions*
+(an MCP session, or a job's own log, `job_partition(id)`); a partition holds one or more
 *streams* (the SDK's per-request stream ids, `_GET_stream`, or a job log's single stream).
 Event ids are integers from one sequence per store, so ids sort in store order; they are
-never reused, and an id is only ever looked up inside the scope that asks for it, so one
+never reused, and an id is only ever looked up inside the partition that asks for it, so one
 session can neither read nor guess its way into another's events.
 
 What is kept, and for how long (`Retention`), is part of the contract:
-- a session's events while it lives and `events` seconds after `end_scope`; a session left
+- a session's events while it lives and `events` seconds after `end_partition`; a session left
   open by a crash counts as ended when the store is next opened;
-- at most `max_events_per_scope` events per scope, the oldest going first;
+- at most `max_events_per_partition` events per partition, the oldest going first;
 - a finished job and its log for `jobs` seconds after it finished, and at most `max_jobs`
   finished jobs, the oldest finished going first. A job that is still pending or running is
   never purged.
@@ -29,13 +29,27 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
 
-from service.jobs.models import Job, JobStatus
+from service.jobs.models import JobRecord, JobStatus
+
+__all__ = [
+    "EVENT_ID_PATTERN",
+    "JOB_LOG_PREFIX",
+    "EventLog",
+    "JobStore",
+    "Retention",
+    "Storage",
+    "StoreError",
+    "StoreStats",
+    "StoredEvent",
+    "job_partition",
+    "parse_event_id",
+]
 
 JOB_LOG_PREFIX = "job:"
 
 
-def job_log_scope(job_id: str) -> str:
-    """The scope that holds one job's notifications: it lives and goes with the job."""
+def job_partition(job_id: str) -> str:
+    """The partition that holds one job's notifications: it lives and goes with the job."""
     return f"{JOB_LOG_PREFIX}{job_id}"
 
 
@@ -81,31 +95,38 @@ class StoreError(Exception):
 
 
 class EventLog(Protocol):
-    async def append(self, scope: str, stream: str, data: bytes | None) -> int:
+    async def append(self, partition: str, stream: str, data: bytes | None) -> int:
         """Record one event and return its id. Must be fast: it is awaited for every outbound message."""
         ...
 
-    async def stream_of(self, scope: str, event_id: int) -> str | None:
-        """The stream `event_id` belongs to, or None when the scope holds no such event (unknown or evicted)."""
+    async def stream_of(self, partition: str, event_id: int) -> str | None:
+        """The stream `event_id` belongs to, or None when the partition holds no such event (unknown or evicted)."""
         ...
 
-    async def read(self, scope: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
+    async def read(self, partition: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
         """Every event of `stream` with an id greater than `after`, in order."""
         ...
 
-    async def end_scope(self, scope: str) -> None:
-        """The scope's owner is gone: keep its events for `Retention.events` seconds, then drop them."""
+    async def end_partition(self, partition: str) -> None:
+        """The partition's owner is gone: keep its events for `Retention.events` seconds, then drop them."""
         ...
 
-    async def seal(self, scope: str) -> None:
-        """Nothing more will be appended to the scope: forget its bookkeeping, keep its events."""
+    async def seal(self, partition: str) -> None:
+        """Nothing more will be appended to the partition: forget its bookkeeping, keep its events."""
         ...
 
 
 class JobStore(Protocol):
-    async def save_job(self, job: Job) -> None: ...
+    def new_job_id(self) -> str:
+        """An id no other job of this store has had, nor will have, whichever process asks.
 
-    async def get_job(self, job_id: str) -> Job | None: ...
+        Time-ordered: `was_purged` relies on it, and indexes stay append-only.
+        """
+        ...
+
+    async def save_job(self, job: JobRecord) -> None: ...
+
+    async def get_job(self, job_id: str) -> JobRecord | None: ...
 
     async def delete_job(self, job_id: str) -> None:
         """Forget a job that has ended, and its log; an unknown id is no error."""
@@ -118,11 +139,13 @@ class JobStore(Protocol):
         """
         ...
 
-    async def list_jobs(self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int) -> Sequence[Job]:
+    async def list_jobs(
+        self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int
+    ) -> Sequence[JobRecord]:
         """Newest first. `owner=None` lists every owner's jobs."""
         ...
 
-    async def unfinished_jobs(self) -> Sequence[Job]:
+    async def unfinished_jobs(self) -> Sequence[JobRecord]:
         """Jobs still pending or running: at start-up, the ones a previous process left behind."""
         ...
 

@@ -14,15 +14,17 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from service.jobs.models import Job, JobStatus
-from service.stores.base import Retention, StoredEvent, StoreStats, job_log_scope
+from service.jobs.models import JobRecord, JobStatus, new_job_id
+from service.stores.base import Retention, StoredEvent, StoreStats, job_partition
+
+__all__ = ["MemoryStorage"]
 
 PURGE_STEP = 16
 """Expired things dropped at most per call that adds one: more than it adds, so the purge keeps up."""
 
 
-class _ScopeLog:
-    """One scope's events in id order, in parallel lists; evicted entries sit before `start`."""
+class _PartitionLog:
+    """One partition's events in id order, in parallel lists; evicted entries sit before `start`."""
 
     __slots__ = ("data", "ids", "size", "start", "streams")
 
@@ -48,13 +50,13 @@ class _ScopeLog:
 class MemoryStorage:
     """Keeps what `Retention` says, for the life of the process: use SQLite where a restart matters."""
 
-    def __init__(self, *, max_events_per_scope: int, retention: Retention) -> None:
-        self._max_events = max_events_per_scope
+    def __init__(self, *, max_events_per_partition: int, retention: Retention) -> None:
+        self._max_events = max_events_per_partition
         self._retention = retention
         self._ids = itertools.count(1)
-        self._scopes: dict[str, _ScopeLog] = {}
+        self._partitions: dict[str, _PartitionLog] = {}
         self._ended: deque[tuple[float, str]] = deque()
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, JobRecord] = {}
         self._finished: OrderedDict[str, float] = OrderedDict()
         """Finished jobs in the order they finished, with the time they expire."""
         self._purged_through = ""
@@ -71,10 +73,10 @@ class MemoryStorage:
 
     # EventLog
 
-    async def append(self, scope: str, stream: str, data: bytes | None) -> int:
-        log = self._scopes.get(scope)
+    async def append(self, partition: str, stream: str, data: bytes | None) -> int:
+        log = self._partitions.get(partition)
         if log is None:
-            log = self._scopes[scope] = _ScopeLog()
+            log = self._partitions[partition] = _PartitionLog()
         event_id = next(self._ids)
         log.ids.append(event_id)
         log.streams.append(stream)
@@ -89,8 +91,8 @@ class MemoryStorage:
             self._bytes -= size - log.size
         return event_id
 
-    async def stream_of(self, scope: str, event_id: int) -> str | None:
-        log = self._scopes.get(scope)
+    async def stream_of(self, partition: str, event_id: int) -> str | None:
+        log = self._partitions.get(partition)
         if log is None:
             return None
         i = bisect_left(log.ids, event_id, lo=log.start)
@@ -98,31 +100,34 @@ class MemoryStorage:
             return log.streams[i]
         return None
 
-    async def read(self, scope: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
-        log = self._scopes.get(scope)
+    async def read(self, partition: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
+        log = self._partitions.get(partition)
         if log is None:
             return []
         first = bisect_right(log.ids, after, lo=log.start)
         return [StoredEvent(log.ids[i], log.data[i]) for i in range(first, len(log.ids)) if log.streams[i] == stream]
 
-    async def end_scope(self, scope: str) -> None:
+    async def end_partition(self, partition: str) -> None:
         now = time.monotonic()
-        self._ended.append((now + self._retention.events, scope))
+        self._ended.append((now + self._retention.events, partition))
         self._purge_step(now, PURGE_STEP)
 
-    async def seal(self, scope: str) -> None:
-        return None  # nothing is kept about a scope besides its events
+    async def seal(self, partition: str) -> None:
+        return None  # nothing is kept about a partition besides its events
 
     # JobStore
 
-    async def save_job(self, job: Job) -> None:
+    def new_job_id(self) -> str:
+        return new_job_id()
+
+    async def save_job(self, job: JobRecord) -> None:
         self._jobs[job.id] = job.model_copy()
         if job.status.is_final and job.id not in self._finished:
             now = time.monotonic()
             self._finished[job.id] = now + self._retention.jobs
             self._purge_step(now, PURGE_STEP)
 
-    async def get_job(self, job_id: str) -> Job | None:
+    async def get_job(self, job_id: str) -> JobRecord | None:
         now = time.monotonic()
         self._purge_step(now, PURGE_STEP)  # a quiet service has nothing else to purge on
         expires = self._finished.get(job_id)
@@ -134,12 +139,14 @@ class MemoryStorage:
     async def delete_job(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
         self._finished.pop(job_id, None)
-        self._drop_scope(job_log_scope(job_id))
+        self._drop_scope(job_partition(job_id))
 
     async def was_purged(self, job_id: str) -> bool:
         return job_id <= self._purged_through
 
-    async def list_jobs(self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int) -> Sequence[Job]:
+    async def list_jobs(
+        self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int
+    ) -> Sequence[JobRecord]:
         now = time.monotonic()
         self._purge_step(now, PURGE_STEP)
         matching = [
@@ -151,7 +158,7 @@ class MemoryStorage:
         ]
         return [job.model_copy() for job in matching[offset : offset + limit]]
 
-    async def unfinished_jobs(self) -> Sequence[Job]:
+    async def unfinished_jobs(self) -> Sequence[JobRecord]:
         return [job.model_copy() for job in self._jobs.values() if not job.status.is_final]
 
     # Retention
@@ -163,7 +170,7 @@ class MemoryStorage:
         return StoreStats(jobs=len(self._jobs), events=self._events, bytes=self._bytes)
 
     def _purge_step(self, now: float, limit: int | None) -> int:
-        """Drop up to `limit` expired scopes and jobs (all of them if None); return how many events and jobs went."""
+        """Drop up to `limit` expired partitions and jobs (all if None); return how many events and jobs went."""
         removed = 0
         budget = limit if limit is not None else -1
         ended, finished, cap = self._ended, self._finished, self._retention.max_jobs
@@ -183,10 +190,10 @@ class MemoryStorage:
         del self._finished[job_id]
         self._jobs.pop(job_id, None)
         self._purged_through = max(self._purged_through, job_id)
-        return 1 + self._drop_scope(job_log_scope(job_id))
+        return 1 + self._drop_scope(job_partition(job_id))
 
-    def _drop_scope(self, scope: str) -> int:
-        log = self._scopes.pop(scope, None)
+    def _drop_scope(self, partition: str) -> int:
+        log = self._partitions.pop(partition, None)
         if log is None:
             return 0
         self._events -= len(log)

@@ -36,21 +36,23 @@ from typing import Self, TypeVar
 import anyio
 import anyio.to_thread
 
-from service.jobs.models import Job, JobStatus
-from service.stores.base import JOB_LOG_PREFIX, Retention, StoredEvent, StoreError, StoreStats, job_log_scope
+from service.jobs.models import JobRecord, JobStatus, new_job_id
+from service.stores.base import JOB_LOG_PREFIX, Retention, StoredEvent, StoreError, StoreStats, job_partition
+
+__all__ = ["SQLiteStorage"]
 
 T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    scope TEXT NOT NULL,
+    partition TEXT NOT NULL,
     stream TEXT NOT NULL,
     data BLOB
 );
-CREATE INDEX IF NOT EXISTS events_by_scope ON events (scope, id);
-CREATE TABLE IF NOT EXISTS ended_scopes (
-    scope TEXT PRIMARY KEY,
+CREATE INDEX IF NOT EXISTS events_by_partition ON events (partition, id);
+CREATE TABLE IF NOT EXISTS ended_partitions (
+    partition TEXT PRIMARY KEY,
     expires_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS jobs (
@@ -90,10 +92,10 @@ CAP_INTERVAL = 10.0
 
 class SQLiteStorage:
     def __init__(
-        self, path: Path, *, max_events_per_scope: int, retention: Retention, flush_interval: float = 0.05
+        self, path: Path, *, max_events_per_partition: int, retention: Retention, flush_interval: float = 0.05
     ) -> None:
         self._path = path
-        self._max_events = max_events_per_scope
+        self._max_events = max_events_per_partition
         self._retention = retention
         self._flush_interval = flush_interval
         # Two connections, each used by one thread at a time: WAL lets reads go on during a write.
@@ -103,11 +105,11 @@ class SQLiteStorage:
         self._read_limiter = anyio.CapacityLimiter(1)
         self._next_id = 1
         self._rows: list[_Row] = []
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, JobRecord] = {}
         self._writing: list[_Row] = []  # the batch being written right now
-        self._writing_jobs: dict[str, Job] = {}
+        self._writing_jobs: dict[str, JobRecord] = {}
         self._ended: dict[str, float] = {}
-        self._counts: dict[str, int] = {}  # events appended per open scope, to enforce the cap
+        self._counts: dict[str, int] = {}  # events appended per open partition, to enforce the cap
         self._over_cap: set[str] = set()
         self._failure: StoreError | None = None
         self._flush_lock = anyio.Lock()
@@ -142,41 +144,43 @@ class SQLiteStorage:
 
     # EventLog
 
-    async def append(self, scope: str, stream: str, data: bytes | None) -> int:
+    async def append(self, partition: str, stream: str, data: bytes | None) -> int:
         if self._failure is not None:
             raise self._failure
         event_id = self._next_id
         self._next_id += 1
-        self._rows.append((event_id, scope, stream, data))
-        count = self._counts[scope] = self._counts.get(scope, 0) + 1
+        self._rows.append((event_id, partition, stream, data))
+        count = self._counts[partition] = self._counts.get(partition, 0) + 1
         if count > self._max_events:
-            self._over_cap.add(scope)
+            self._over_cap.add(partition)
         return event_id
 
-    async def stream_of(self, scope: str, event_id: int) -> str | None:
-        for row_id, row_scope, row_stream, _ in self._pending():
+    async def stream_of(self, partition: str, event_id: int) -> str | None:
+        for row_id, row_partition, row_stream, _ in self._pending():
             if row_id == event_id:
-                return row_stream if row_scope == scope else None
+                return row_stream if row_partition == partition else None
 
         def query(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT stream FROM events WHERE id = ? AND scope = ?", (event_id, scope)).fetchone()
+            row = db.execute(
+                "SELECT stream FROM events WHERE id = ? AND partition = ?", (event_id, partition)
+            ).fetchone()
             return None if row is None else str(row[0])
 
         return await self._read_db(query)
 
-    async def read(self, scope: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
+    async def read(self, partition: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
         # Rows not yet written are taken from memory, so a read never waits for (or on) a write.
         # The snapshot comes first: a row written meanwhile is then found twice, and kept once.
         pending = [
             StoredEvent(row_id, data)
-            for row_id, row_scope, row_stream, data in self._pending()
-            if row_id > after and row_scope == scope and row_stream == stream
+            for row_id, row_partition, row_stream, data in self._pending()
+            if row_id > after and row_partition == partition and row_stream == stream
         ]
 
         def query(db: sqlite3.Connection) -> list[StoredEvent]:
             rows = db.execute(
-                "SELECT id, data FROM events WHERE scope = ? AND id > ? AND stream = ? ORDER BY id",
-                (scope, after, stream),
+                "SELECT id, data FROM events WHERE partition = ? AND id > ? AND stream = ? ORDER BY id",
+                (partition, after, stream),
             )
             return [StoredEvent(event_id, data) for event_id, data in rows]
 
@@ -186,38 +190,43 @@ class SQLiteStorage:
         written = {event.id for event in stored}
         return stored + [event for event in pending if event.id not in written]
 
-    async def end_scope(self, scope: str) -> None:
-        self._ended[scope] = time.time() + self._retention.events
-        self._counts.pop(scope, None)
+    async def end_partition(self, partition: str) -> None:
+        self._ended[partition] = time.time() + self._retention.events
+        self._counts.pop(partition, None)
 
-    async def seal(self, scope: str) -> None:
-        self._counts.pop(scope, None)
+    async def seal(self, partition: str) -> None:
+        self._counts.pop(partition, None)
 
     # JobStore
 
-    async def save_job(self, job: Job) -> None:
+    def new_job_id(self) -> str:
+        return new_job_id()
+
+    async def save_job(self, job: JobRecord) -> None:
         self._jobs[job.id] = job.model_copy()
 
-    async def get_job(self, job_id: str) -> Job | None:
+    async def get_job(self, job_id: str) -> JobRecord | None:
         if (job := self._jobs.get(job_id) or self._writing_jobs.get(job_id)) is not None:
             return job.model_copy()
 
-        def query(db: sqlite3.Connection) -> Job | None:
+        def query(db: sqlite3.Connection) -> JobRecord | None:
             row = db.execute("SELECT body FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return None if row is None else Job.model_validate_json(row[0])
+            return None if row is None else JobRecord.model_validate_json(row[0])
 
         return await self._read_db(query)
 
     async def delete_job(self, job_id: str) -> None:
         # Rare (a DELETE over REST): written at once rather than through the queue.
-        self._counts.pop(job_log_scope(job_id), None)
+        self._counts.pop(job_partition(job_id), None)
         await self.flush()
         self._stored_events -= await self._run_db(lambda db: _delete_job(db, job_id))
 
     async def was_purged(self, job_id: str) -> bool:
         return job_id <= self._purged_through
 
-    async def list_jobs(self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int) -> Sequence[Job]:
+    async def list_jobs(
+        self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int
+    ) -> Sequence[JobRecord]:
         await self.flush()
         where, params = [], []
         if status is not None:
@@ -229,17 +238,17 @@ class SQLiteStorage:
         sql = "SELECT body FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
 
-        def query(db: sqlite3.Connection) -> list[Job]:
-            return [Job.model_validate_json(body) for (body,) in db.execute(sql, (*params, limit, offset))]
+        def query(db: sqlite3.Connection) -> list[JobRecord]:
+            return [JobRecord.model_validate_json(body) for (body,) in db.execute(sql, (*params, limit, offset))]
 
         return await self._read_db(query)
 
-    async def unfinished_jobs(self) -> Sequence[Job]:
+    async def unfinished_jobs(self) -> Sequence[JobRecord]:
         await self.flush()
 
-        def query(db: sqlite3.Connection) -> list[Job]:
+        def query(db: sqlite3.Connection) -> list[JobRecord]:
             rows = db.execute("SELECT body FROM jobs WHERE status IN ('pending', 'running')")
-            return [Job.model_validate_json(body) for (body,) in rows]
+            return [JobRecord.model_validate_json(body) for (body,) in rows]
 
         return await self._read_db(query)
 
@@ -267,7 +276,7 @@ class SQLiteStorage:
 
             def write(db: sqlite3.Connection) -> int:
                 with db:
-                    _execute_in_chunks(db, "INSERT INTO events (id, scope, stream, data) VALUES (?, ?, ?, ?)", rows)
+                    _execute_in_chunks(db, "INSERT INTO events (id, partition, stream, data) VALUES (?, ?, ?, ?)", rows)
                     _execute_in_chunks(
                         db,
                         "INSERT OR REPLACE INTO jobs (id, status, owner, created_at, body, finished)"
@@ -285,14 +294,14 @@ class SQLiteStorage:
                         ),
                     )
                     db.executemany(
-                        "INSERT OR REPLACE INTO ended_scopes (scope, expires_at) VALUES (?, ?)", ended.items()
+                        "INSERT OR REPLACE INTO ended_partitions (partition, expires_at) VALUES (?, ?)", ended.items()
                     )
                     trimmed = 0
-                    for scope in trim:
+                    for partition in trim:
                         trimmed += db.execute(
-                            "DELETE FROM events WHERE scope = ? AND id <= (SELECT id FROM events WHERE scope = ?"
-                            " ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                            (scope, scope, self._max_events),
+                            "DELETE FROM events WHERE partition = ? AND id <="
+                            " (SELECT id FROM events WHERE partition = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                            (partition, partition, self._max_events),
                         ).rowcount
                 return len(rows) - trimmed
 
@@ -311,9 +320,9 @@ class SQLiteStorage:
             finally:
                 self._writing, self._writing_jobs = [], {}
             self._failure = None
-            for scope in trim:
-                if scope in self._counts:
-                    self._counts[scope] = self._max_events
+            for partition in trim:
+                if partition in self._counts:
+                    self._counts[partition] = self._max_events
 
     # Retention
 
@@ -335,7 +344,7 @@ class SQLiteStorage:
             now = time.time()
             with db:
                 jobs, events, newest = _purge_jobs(db, before=now - retention.jobs, cap=cap)
-                events += _purge_ended_scopes(db, now)
+                events += _purge_ended_partitions(db, now)
             return jobs, events, newest
 
         jobs, events, newest = await self._run_db(purge)
@@ -404,9 +413,10 @@ class SQLiteStorage:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA busy_timeout = 1000")
+            _rename_scopes(db)
             db.executescript(SCHEMA)
             _migrate(db)
-            _end_orphaned_scopes(db, expires_at=time.time() + self._retention.events)
+            _end_orphaned_partitions(db, expires_at=time.time() + self._retention.events)
             purged = db.execute("SELECT value FROM meta WHERE key = 'purged_through'").fetchone()
             (events,) = db.execute("SELECT COUNT(*) FROM events").fetchone()
             # sqlite_sequence remembers the largest id ever written, even once it was purged.
@@ -444,6 +454,19 @@ def _execute_in_chunks(db: sqlite3.Connection, sql: str, rows: Iterable[tuple[ob
             os.sched_yield()
 
 
+def _rename_scopes(db: sqlite3.Connection) -> None:
+    """Databases from before partitions had their name called them scopes: rename, in place."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    if "scope" not in columns:
+        return
+    with db:
+        db.execute("ALTER TABLE events RENAME COLUMN scope TO partition")
+        db.execute("DROP INDEX IF EXISTS events_by_scope")  # SCHEMA builds events_by_partition
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'ended_scopes'").fetchone():
+            db.execute("ALTER TABLE ended_scopes RENAME TO ended_partitions")
+            db.execute("ALTER TABLE ended_partitions RENAME COLUMN scope TO partition")
+
+
 def _migrate(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
     if "finished" not in columns:
@@ -453,26 +476,30 @@ def _migrate(db: sqlite3.Connection) -> None:
     db.execute(FINISHED_INDEX)
 
 
-def _end_orphaned_scopes(db: sqlite3.Connection, *, expires_at: float) -> None:
-    """Sessions live in one process: any session scope found at open was left by one that crashed."""
+def _end_orphaned_partitions(db: sqlite3.Connection, *, expires_at: float) -> None:
+    """Sessions live in one process: any session partition found at open was left by one that crashed."""
     with db:
         db.execute(
-            "INSERT OR IGNORE INTO ended_scopes (scope, expires_at)"
-            " SELECT DISTINCT scope, ? FROM events WHERE scope NOT LIKE ? || '%'",
+            "INSERT OR IGNORE INTO ended_partitions (partition, expires_at)"
+            " SELECT DISTINCT partition, ? FROM events WHERE partition NOT LIKE ? || '%'",
             (expires_at, JOB_LOG_PREFIX),
         )
 
 
-def _delete_jobs(db: sqlite3.Connection, job_ids: Sequence[str]) -> int:
-    """Delete jobs and their logs, in the caller's transaction; return the events deleted."""
-    events = db.executemany("DELETE FROM events WHERE scope = ?", [(job_log_scope(i),) for i in job_ids]).rowcount
-    db.executemany("DELETE FROM jobs WHERE id = ?", [(job_id,) for job_id in job_ids])
+def _delete_job(db: sqlite3.Connection, job_id: str) -> int:
+    """Delete one job and its log; return the events deleted."""
+    with db:
+        events = db.execute("DELETE FROM events WHERE partition = ?", (job_partition(job_id),)).rowcount
+        db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
     return events
 
 
-def _delete_job(db: sqlite3.Connection, job_id: str) -> int:
-    with db:
-        return _delete_jobs(db, [job_id])
+# The jobs one purge step takes: the oldest finished, expired ones (or, beyond the cap, the oldest
+# at all). Each statement below runs whole inside SQLite, in one call that releases the GIL once:
+# deleting job by job (`executemany`) handed the GIL back and forth with the event loop's thread
+# hundreds of times a step, and that cost the loop more than the deletes cost the writer.
+_EXPIRED = "SELECT id FROM jobs WHERE finished IS NOT NULL AND finished <= :before ORDER BY finished LIMIT :limit"
+_OLDEST = "SELECT id FROM jobs WHERE finished IS NOT NULL ORDER BY finished LIMIT :limit"
 
 
 def _purge_jobs(db: sqlite3.Connection, *, before: float, cap: int | None) -> tuple[int, int, str]:
@@ -480,49 +507,39 @@ def _purge_jobs(db: sqlite3.Connection, *, before: float, cap: int | None) -> tu
 
     Returns the jobs and the events deleted, and the newest id among the jobs.
     """
-    ids = [
-        row[0]
-        for row in db.execute(
-            "SELECT id FROM jobs WHERE finished IS NOT NULL AND finished <= ? ORDER BY finished LIMIT ?",
-            (before, PURGE_BATCH),
-        )
-    ]
-    if cap is not None and len(ids) < PURGE_BATCH:
+    taken, batch = _EXPIRED, {"before": before, "limit": PURGE_BATCH}
+    if cap is not None:
         (finished,) = db.execute("SELECT COUNT(*) FROM jobs WHERE finished IS NOT NULL").fetchone()
-        over = finished - len(ids) - cap
-        if over > 0:
-            ids += [
-                row[0]
-                for row in db.execute(
-                    "SELECT id FROM jobs WHERE finished IS NOT NULL ORDER BY finished LIMIT ? OFFSET ?",
-                    (min(over, PURGE_BATCH - len(ids)), len(ids)),
-                )
-            ]
-    if not ids:
+        if finished > cap:  # the oldest beyond the cap go, expired or not (the expired are older still)
+            taken, batch = _OLDEST, {"limit": min(PURGE_BATCH, finished - cap)}
+    (newest,) = db.execute(f"SELECT max(id) FROM ({taken})", batch).fetchone()
+    if newest is None:
         return 0, 0, ""
-    newest = max(ids)
-    events = _delete_jobs(db, ids)
+    events = db.execute(
+        f"DELETE FROM events WHERE partition IN (SELECT '{JOB_LOG_PREFIX}' || id FROM ({taken}))", batch
+    ).rowcount
+    jobs = db.execute(f"DELETE FROM jobs WHERE id IN ({taken})", batch).rowcount
     db.execute(
         "INSERT INTO meta (key, value) VALUES ('purged_through', ?)"
         " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
         (newest,),
     )
-    return len(ids), events, newest
+    return jobs, events, str(newest)
 
 
-def _purge_ended_scopes(db: sqlite3.Connection, now: float) -> int:
-    """Up to `PURGE_BATCH` events of sessions whose retention ran out; a scope is forgotten once it is empty."""
-    # CROSS JOIN makes the (few) ended scopes the outer loop: left to itself, SQLite scanned
-    # the whole events index for ended scopes, at every step.
+def _purge_ended_partitions(db: sqlite3.Connection, now: float) -> int:
+    """Up to `PURGE_BATCH` events of sessions whose retention ran out; a partition is forgotten once it is empty."""
+    # CROSS JOIN makes the (few) ended partitions the outer loop: left to itself, SQLite scanned
+    # the whole events index for ended partitions, at every step.
     removed = db.execute(
-        "DELETE FROM events WHERE id IN (SELECT events.id FROM ended_scopes CROSS JOIN events"
-        " ON events.scope = ended_scopes.scope WHERE ended_scopes.expires_at <= ? LIMIT ?)",
+        "DELETE FROM events WHERE id IN (SELECT events.id FROM ended_partitions CROSS JOIN events"
+        " ON events.partition = ended_partitions.partition WHERE ended_partitions.expires_at <= ? LIMIT ?)",
         (now, PURGE_BATCH),
     ).rowcount
     if removed < PURGE_BATCH:
         db.execute(
-            "DELETE FROM ended_scopes WHERE expires_at <= ?"
-            " AND NOT EXISTS (SELECT 1 FROM events WHERE events.scope = ended_scopes.scope)",
+            "DELETE FROM ended_partitions WHERE expires_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM events WHERE events.partition = ended_partitions.partition)",
             (now,),
         )
     return removed

@@ -18,8 +18,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.service import ServiceProcess
 from tests.fuzzing import NUMBERS, STRINGS, UVICORN_REFUSAL, VALUES, fuzz, fuzzed_service
-from tests.support import ServiceProcess, wait_for
+from tests.support import wait_for
 
 # A cursor that is well-formed but not one of the job's events is refused with 400, by design
 # (README, "REST API"): schemathesis counts any 4xx but 404 and 409 against a valid request.

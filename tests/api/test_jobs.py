@@ -7,8 +7,10 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.service import ServiceProcess
+from harness.sse import parse_sse
 from tests.conftest import ServiceFactory
-from tests.support import ServiceProcess, parse_sse, wait_for
+from tests.support import wait_for
 
 
 @pytest.fixture
@@ -37,6 +39,9 @@ def test_a_job_started_over_rest_runs_to_completion(http: httpx.Client) -> None:
     done = finished(http, job["id"])
     assert (done["status"], done["sent"], done["count"]) == ("completed", 4, 4)
     assert done["created_at"] <= done["started_at"] <= done["finished_at"]
+    # The public shape, not the stored record: which process ran it is the service's business.
+    assert "runner" not in done
+    assert "runner" not in job
 
 
 def test_jobs_are_listed_newest_first_filtered_and_paginated(http: httpx.Client) -> None:

@@ -7,13 +7,15 @@ from collections.abc import AsyncIterator, Callable
 
 import anyio
 import pytest
+from typing_extensions import override
 
-from service.jobs.engine import JobEngine, JobLimits, Notification, TooManyJobs
-from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus
-from service.stores.base import Retention, job_log_scope
+from service.jobs.engine import JobEngine, JobLimits, TooManyJobs
+from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus
+from service.jobs.sinks import Notification
+from service.stores.base import Retention, job_partition
 from service.stores.memory import MemoryStorage
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.in_process]
 
 LIMITS = JobLimits(max_jobs=3, max_jobs_per_session=2)
 
@@ -33,7 +35,7 @@ class BrokenSink:
 
 @pytest.fixture
 def storage() -> MemoryStorage:
-    return MemoryStorage(max_events_per_scope=10_000, retention=Retention(events=60))
+    return MemoryStorage(max_events_per_partition=10_000, retention=Retention(events=60))
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ async def test_a_job_sends_every_notification_then_completes(engine: JobEngine, 
     assert final.started_at is not None
     assert final.finished_at is not None
     assert [n.index for n in sink.received] == [1, 2, 3, 4]
-    logged = [json.loads(e.data or b"") for e in await storage.read(job_log_scope(job.id), "log")]
+    logged = [json.loads(e.data or b"") for e in await storage.read(job_partition(job.id), "log")]
     assert [entry["message"] for entry in logged] == [n.message for n in sink.received]
     assert await storage.get_job(job.id) == final
 
@@ -83,6 +85,7 @@ async def test_run_runs_the_job_in_the_callers_task_and_returns_its_final_state(
     tasks: set[object] = set()
 
     class TaskSink(ListSink):
+        @override
         async def send(self, notification: Notification) -> None:
             tasks.add(anyio.get_current_task().id)
             await super().send(notification)
@@ -90,12 +93,13 @@ async def test_run_runs_the_job_in_the_callers_task_and_returns_its_final_state(
     sink = TaskSink()
     final = await engine.run(spec(count=3), origin=JobOrigin.MCP, session_id="s", sinks=[sink])
     assert (final.status, final.sent, len(sink.received)) == (JobStatus.COMPLETED, 3, 3)
+    assert final.runner == engine.runner_id  # the seam the replicas' leases hang on
     assert tasks == {anyio.get_current_task().id}
     assert await storage.get_job(final.id) == final
     assert engine.running_count == 0
 
 
-async def _run_until_second_notification(engine: JobEngine, on_second: Callable[[str], None]) -> Job:
+async def _run_until_second_notification(engine: JobEngine, on_second: Callable[[str], None]) -> JobRecord:
     """Run a long job; call `on_second(job_id)` from its sink at the second notification."""
 
     class Trigger:
@@ -156,7 +160,7 @@ async def test_delete_cancels_a_running_job_and_forgets_it(engine: JobEngine, st
     assert deleted is not None
     assert deleted.status is JobStatus.CANCELLED
     assert await engine.get(job.id) is None
-    assert await storage.read(job_log_scope(job.id), "log") == []
+    assert await storage.read(job_partition(job.id), "log") == []
     assert await engine.delete(job.id) is None
 
 
@@ -179,10 +183,10 @@ async def test_shutdown_records_running_jobs_as_interrupted(storage: MemoryStora
 
 
 async def test_jobs_left_running_by_a_previous_process_are_marked_interrupted(storage: MemoryStorage) -> None:
-    leftover = Job.new(spec(count=5), JobOrigin.REST, None, None)
+    leftover = JobRecord.new(storage.new_job_id(), spec(count=5), JobOrigin.REST, None, None, "a-crashed-process")
     leftover.status = JobStatus.RUNNING
     await storage.save_job(leftover)
-    await storage.append(job_log_scope(leftover.id), "log", b"{}")
+    await storage.append(job_partition(leftover.id), "log", b"{}")
     async with JobEngine(storage, LIMITS).running():
         saved = await storage.get_job(leftover.id)
     assert saved is not None

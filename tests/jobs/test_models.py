@@ -12,6 +12,8 @@ from pydantic import ValidationError
 
 from service.jobs.models import JOB_ID_PATTERN, JobSpec, SpecLimits, new_job_id, spec_model
 
+pytestmark = pytest.mark.in_process
+
 LIMITED: type[JobSpec] = spec_model(SpecLimits(max_count=1000, min_interval=0.5, max_interval=10, max_caller_length=20))
 
 

@@ -9,16 +9,10 @@ from typing import Any
 
 import httpx
 
-from tests.support import (
-    INITIALIZE,
-    MCP_HEADERS,
-    ServiceProcess,
-    open_raw_session,
-    parse_sse,
-    running_service,
-    tool_call,
-    wait_for,
-)
+from harness.clients import INITIALIZE, MCP_HEADERS, open_raw_session, tool_call
+from harness.service import ServiceProcess, running_service
+from harness.sse import parse_sse
+from tests.support import wait_for
 
 
 def initialize(service: ServiceProcess, **headers: str) -> httpx.Response:

@@ -14,8 +14,12 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from harness.clients import MCP_HEADERS, open_raw_session
+from harness.service import ServiceProcess
+from harness.sse import parse_sse
+from service.mcp.tools import TOOL_NAME
 from tests.fuzzing import NUMBERS, STRINGS, UVICORN_REFUSAL, VALUES, fuzz, fuzzed_service
-from tests.support import MCP_HEADERS, TOOL, ServiceProcess, open_raw_session, parse_sse, wait_for
+from tests.support import wait_for
 
 LEGACY, MODERN = "2025-11-25", "2026-07-28"
 
@@ -37,7 +41,7 @@ METHODS = st.sampled_from(
     ["tools/call", "tools/list", "ping", "initialize", "logging/setLevel", "notifications/cancelled", "resources/list"]
 ) | st.text(max_size=12)
 PARAMS = st.one_of(
-    st.fixed_dictionaries({"name": st.just(TOOL) | STRINGS, "arguments": ARGUMENTS}),
+    st.fixed_dictionaries({"name": st.just(TOOL_NAME) | STRINGS, "arguments": ARGUMENTS}),
     st.fixed_dictionaries(
         {"protocolVersion": st.sampled_from([LEGACY, MODERN]) | STRINGS, "capabilities": VALUES, "clientInfo": VALUES}
     ),
@@ -46,7 +50,7 @@ PARAMS = st.one_of(
 )
 
 
-VALID_CALL = {"name": TOOL, "arguments": {"interval": 0.01, "count": 2, "caller": "fuzz"}}
+VALID_CALL = {"name": TOOL_NAME, "arguments": {"interval": 0.01, "count": 2, "caller": "fuzz"}}
 TEMPLATES = [
     ("tools/call", VALID_CALL),
     ("tools/call", VALID_CALL),

@@ -12,15 +12,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests import faults
-from tests.support import (
-    ServiceProcess,
-    ensure_node_client,
-    open_raw_session,
-    running_service,
-    tool_call,
-    unavailable,
-)
+from harness import faults
+from harness.clients import ensure_node_client, open_raw_session, tool_call
+from harness.service import ServiceProcess, running_service
+from tests.support import unavailable
 
 pytestmark = pytest.mark.anyio
 
@@ -28,10 +23,24 @@ COUNT = 300
 RUNS = 3
 
 
-@pytest.fixture(scope="module", params=["sqlite", "memory"])
+@pytest.fixture(
+    scope="module",
+    params=[("sqlite", "true"), ("memory", "true"), ("sqlite", "false")],
+    ids=["sqlite", "memory", "sdk-path"],
+)
 def resumable(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """A service whose clients reconnect at once (retry: 0), reachable through a proxy on any port."""
-    env = {"SERVICE_STORE": request.param, "SERVICE_SSE_RETRY_MS": "0", "SERVICE_ALLOWED_HOSTS": '["127.0.0.1:*"]'}
+    """A service whose clients reconnect at once (retry: 0), reachable through a proxy on any port.
+
+    `sdk-path` runs without the speed layer (`SERVICE_MCP_FAST_PATH=false`): resumption must
+    hold on the SDK's own writer and router too.
+    """
+    store, fast_path = request.param
+    env = {
+        "SERVICE_STORE": store,
+        "SERVICE_MCP_FAST_PATH": fast_path,
+        "SERVICE_SSE_RETRY_MS": "0",
+        "SERVICE_ALLOWED_HOSTS": '["127.0.0.1:*"]',
+    }
     with running_service(tmp_path_factory.mktemp("resumable"), **env) as service:
         yield service
 

@@ -10,8 +10,10 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, TextContent
 
+from harness.clients import Received, mcp_client
+from harness.service import ServiceProcess
+from service.mcp.tools import TOOL_NAME
 from tests.conftest import ServiceFactory
-from tests.support import TOOL, Received, ServiceProcess, mcp_client
 
 pytestmark = pytest.mark.anyio
 
@@ -30,9 +32,9 @@ async def test_the_tool_streams_its_notifications_then_reports(service: ServiceP
     async with mcp_client(service.mcp_url, mode=mode, received=received) as client:
         assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
         tools = await client.list_tools()
-        assert [tool.name for tool in tools.tools] == [TOOL]
+        assert [tool.name for tool in tools.tools] == [TOOL_NAME]
         result = await client.call_tool(
-            TOOL, {"interval": 0.02, "count": 5, "caller": f"py-{mode}"}, progress_callback=received.on_progress
+            TOOL_NAME, {"interval": 0.02, "count": 5, "caller": f"py-{mode}"}, progress_callback=received.on_progress
         )
     assert not result.is_error
     assert received.logs == [f"Notification {i}/5 for py-{mode}" for i in range(1, 6)]
@@ -79,11 +81,11 @@ async def test_bad_arguments_get_an_error_that_names_them(
     service: ServiceProcess, arguments: dict[str, Any], named: str
 ) -> None:
     async with mcp_client(service.mcp_url) as client:
-        result = await client.call_tool(TOOL, arguments)
+        result = await client.call_tool(TOOL_NAME, arguments)
         assert result.is_error
         assert named in text_of(result)
         # The session is still good for a correct call.
-        ok = await client.call_tool(TOOL, {"interval": 0, "count": 1, "caller": "after-error"})
+        ok = await client.call_tool(TOOL_NAME, {"interval": 0, "count": 1, "caller": "after-error"})
         assert not ok.is_error
 
 
@@ -116,7 +118,7 @@ async def test_cancelling_the_job_over_rest_ends_the_call_with_a_cancelled_resul
         results: list[Any] = []
 
         async def call() -> None:
-            results.append(await client.call_tool(TOOL, {"interval": 0.05, "count": 200, "caller": caller}))
+            results.append(await client.call_tool(TOOL_NAME, {"interval": 0.05, "count": 200, "caller": caller}))
 
         tg.start_soon(call)
         job = await find_running_job(service, caller)
@@ -136,7 +138,7 @@ async def test_a_client_that_cancels_its_call_cancels_the_job(service: ServicePr
     caller = f"client-cancel-{mode}"
     async with mcp_client(service.mcp_url, mode=mode) as client:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(client.call_tool, TOOL, {"interval": 0.05, "count": 200, "caller": caller})
+            tg.start_soon(client.call_tool, TOOL_NAME, {"interval": 0.05, "count": 200, "caller": caller})
             job = await find_running_job(service, caller)
             tg.cancel_scope.cancel()  # the SDK client sends notifications/cancelled
         async with httpx.AsyncClient(base_url=service.base_url) as http:
@@ -152,7 +154,7 @@ async def test_json_response_mode_returns_the_result_without_notifications(start
     with start_service(JSON_RESPONSE="true") as service:
         received = Received()
         async with mcp_client(service.mcp_url, received=received) as client:
-            result = await client.call_tool(TOOL, {"interval": 0.01, "count": 3, "caller": "json"})
+            result = await client.call_tool(TOOL_NAME, {"interval": 0.01, "count": 3, "caller": "json"})
         assert not result.is_error
         assert result.structured_content["sent"] == 3
         # The documented trade-off: one JSON body per POST carries only the response.
@@ -179,7 +181,7 @@ async def test_json_response_mode_returns_the_result_without_notifications(start
 async def test_a_rest_job_with_session_id_reaches_that_sessions_get_stream(service: ServiceProcess) -> None:
     received = Received()
     async with mcp_client(service.mcp_url, received=received) as client:
-        first = await client.call_tool(TOOL, {"interval": 0, "count": 1, "caller": "find-my-session"})
+        first = await client.call_tool(TOOL_NAME, {"interval": 0, "count": 1, "caller": "find-my-session"})
         job = httpx.get(f"{service.base_url}/jobs/{first.structured_content['job_id']}").json()
         session_id = job["session_id"]
         assert session_id

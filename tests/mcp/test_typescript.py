@@ -5,7 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support import TOOL, ServiceProcess, ensure_node_client, run_node_client, unavailable
+from harness.clients import ensure_node_client, run_node_client
+from harness.service import ServiceProcess
+from service.mcp.tools import TOOL_NAME
+from tests.support import unavailable
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -18,7 +21,7 @@ def test_the_typescript_client_receives_every_notification_and_the_result(servic
     out = run_node_client(
         {
             "url": service.mcp_url,
-            "tool": TOOL,
+            "tool": TOOL_NAME,
             "arguments": {"interval": 0.01, "count": 20, "caller": "ts"},
             "progress": True,
         }
@@ -37,14 +40,14 @@ def test_the_typescript_client_receives_every_notification_and_the_result(servic
 
 
 def test_the_typescript_client_lists_the_tool(service: ServiceProcess) -> None:
-    assert run_node_client({"url": service.mcp_url, "listTools": True}) == {"tools": [TOOL]}
+    assert run_node_client({"url": service.mcp_url, "listTools": True}) == {"tools": [TOOL_NAME]}
 
 
 def test_a_session_the_typescript_client_deleted_takes_no_more_pushes(service: ServiceProcess) -> None:
     out = run_node_client(
         {
             "url": service.mcp_url,
-            "tool": TOOL,
+            "tool": TOOL_NAME,
             "arguments": {"interval": 0, "count": 1, "caller": "ts-term"},
             "mode": "terminate",
         }

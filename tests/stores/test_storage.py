@@ -9,12 +9,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from service.jobs.models import Job, JobOrigin, JobSpec, JobStatus, new_job_id, utcnow
-from service.stores.base import Retention, Storage, job_log_scope
+from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus, new_job_id, utcnow
+from service.stores.base import Retention, Storage, job_partition
 from service.stores.memory import MemoryStorage
 from service.stores.sqlite import PURGE_BATCH, WRITE_CHUNK, SQLiteStorage
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.in_process]
 
 Factory = Callable[..., Storage]
 KEEP = Retention(events=60, jobs=60)
@@ -24,9 +24,9 @@ KEEP = Retention(events=60, jobs=60)
 def make_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
     def make(*, max_events: int = 1000, retention: Retention = KEEP) -> Storage:
         if request.param == "memory":
-            return MemoryStorage(max_events_per_scope=max_events, retention=retention)
+            return MemoryStorage(max_events_per_partition=max_events, retention=retention)
         return SQLiteStorage(
-            tmp_path / "store.db", max_events_per_scope=max_events, retention=retention, flush_interval=0.01
+            tmp_path / "store.db", max_events_per_partition=max_events, retention=retention, flush_interval=0.01
         )
 
     return make
@@ -38,8 +38,8 @@ async def storage(make_storage: Factory) -> AsyncIterator[Storage]:
         yield opened
 
 
-def a_job(caller: str = "tester", status: JobStatus = JobStatus.PENDING) -> Job:
-    job = Job.new(JobSpec(interval=0.1, count=3, caller=caller), JobOrigin.REST, None, None)
+def a_job(caller: str = "tester", status: JobStatus = JobStatus.PENDING) -> JobRecord:
+    job = JobRecord.new(new_job_id(), JobSpec(interval=0.1, count=3, caller=caller), JobOrigin.REST, None, None, "test")
     job.status = status
     return job
 
@@ -87,7 +87,7 @@ async def test_an_ended_scope_is_dropped_after_the_retention(make_storage: Facto
     async with make_storage(retention=Retention(events=0)) as storage:
         first = await storage.append("gone", "0", b"x")
         kept = await storage.append("open", "0", b"y")
-        await storage.end_scope("gone")
+        await storage.end_partition("gone")
         await storage.purge()
         assert await storage.stream_of("gone", first) is None
         assert await storage.stream_of("open", kept) == "0"
@@ -119,10 +119,10 @@ async def test_a_saved_job_reads_back_equal(storage: Storage) -> None:
 async def test_sqlite_keeps_everything_across_a_reopen(tmp_path: Path) -> None:
     path = tmp_path / "durable.db"
     job = a_job()
-    async with SQLiteStorage(path, max_events_per_scope=100, retention=KEEP) as storage:
+    async with SQLiteStorage(path, max_events_per_partition=100, retention=KEEP) as storage:
         await storage.save_job(job)
         first = await storage.append("job:x", "log", b"one")
-    async with SQLiteStorage(path, max_events_per_scope=100, retention=KEEP) as storage:
+    async with SQLiteStorage(path, max_events_per_partition=100, retention=KEEP) as storage:
         assert await storage.get_job(job.id) == job
         assert [e.data for e in await storage.read("job:x", "log")] == [b"one"]
         assert await storage.append("job:x", "log", b"two") > first
@@ -133,13 +133,13 @@ async def test_sqlite_writes_a_flush_larger_than_a_chunk_whole(tmp_path: Path) -
     path = tmp_path / "chunks.db"
     payloads = [f"e{i}".encode() for i in range(2 * WRITE_CHUNK + 1)]
     jobs = [a_job(caller=f"c{i}") for i in range(WRITE_CHUNK + 1)]
-    async with SQLiteStorage(path, max_events_per_scope=10_000, retention=KEEP, flush_interval=5) as storage:
+    async with SQLiteStorage(path, max_events_per_partition=10_000, retention=KEEP, flush_interval=5) as storage:
         for payload in payloads:
             await storage.append("job:x", "log", payload)
         for job in jobs:
             await storage.save_job(job)
         await storage.flush()  # one flush, well before the periodic one
-    async with SQLiteStorage(path, max_events_per_scope=10_000, retention=KEEP) as storage:
+    async with SQLiteStorage(path, max_events_per_partition=10_000, retention=KEEP) as storage:
         assert [e.data for e in await storage.read("job:x", "log")] == payloads
         listed = await storage.list_jobs(status=None, owner=None, limit=len(jobs) + 1, offset=0)
         assert sorted(job.caller for job in listed) == sorted(job.caller for job in jobs)
@@ -149,20 +149,20 @@ async def test_a_deleted_job_and_its_dropped_log_are_gone(storage: Storage) -> N
     kept, deleted = a_job("kept"), a_job("deleted")
     for job in (kept, deleted):
         await storage.save_job(job)
-        await storage.append(job_log_scope(job.id), "log", b"x")
+        await storage.append(job_partition(job.id), "log", b"x")
     if isinstance(storage, SQLiteStorage):
         await storage.flush()  # written; one more event of the deleted job stays queued
-    event = await storage.append(job_log_scope(deleted.id), "log", b"queued")
+    event = await storage.append(job_partition(deleted.id), "log", b"queued")
     await storage.delete_job(deleted.id)
     await storage.delete_job("0" * 32)  # unknown: no error
     assert await storage.get_job(deleted.id) is None
-    assert await storage.read(job_log_scope(deleted.id), "log") == []
-    assert await storage.stream_of(job_log_scope(deleted.id), event) is None
+    assert await storage.read(job_partition(deleted.id), "log") == []
+    assert await storage.stream_of(job_partition(deleted.id), event) is None
     assert [j.id for j in await storage.list_jobs(status=None, owner=None, limit=10, offset=0)] == [kept.id]
-    assert len(await storage.read(job_log_scope(kept.id), "log")) == 1
+    assert len(await storage.read(job_partition(kept.id), "log")) == 1
 
 
-def finished_job(caller: str, status: JobStatus = JobStatus.COMPLETED) -> Job:
+def finished_job(caller: str, status: JobStatus = JobStatus.COMPLETED) -> JobRecord:
     job = a_job(caller, status)
     job.finished_at = utcnow()
     return job
@@ -172,13 +172,13 @@ async def test_finished_jobs_and_their_logs_expire_running_ones_never(make_stora
     async with make_storage(retention=Retention(events=60, jobs=0)) as storage:
         done, running = finished_job("done"), a_job("running", JobStatus.RUNNING)
         for job in (done, running):
-            await storage.append(job_log_scope(job.id), "log", b"x")
+            await storage.append(job_partition(job.id), "log", b"x")
             await storage.save_job(job)
         await storage.purge()
         assert await storage.get_job(done.id) is None
-        assert await storage.read(job_log_scope(done.id), "log") == []
+        assert await storage.read(job_partition(done.id), "log") == []
         assert await storage.get_job(running.id) == running
-        assert len(await storage.read(job_log_scope(running.id), "log")) == 1
+        assert len(await storage.read(job_partition(running.id), "log")) == 1
         assert await storage.was_purged(done.id)
         await anyio.sleep(0.002)  # ids are ordered by the millisecond
         assert not await storage.was_purged(new_job_id())  # newer than anything purged: it never existed
@@ -211,15 +211,18 @@ async def test_stats_count_what_is_stored(storage: Storage) -> None:
 
 async def test_sqlite_purges_in_bounded_batches(tmp_path: Path) -> None:
     async with SQLiteStorage(
-        tmp_path / "batches.db", max_events_per_scope=10_000, retention=Retention(events=0, jobs=0), flush_interval=5
+        tmp_path / "batches.db",
+        max_events_per_partition=10_000,
+        retention=Retention(events=0, jobs=0),
+        flush_interval=5,
     ) as storage:
         jobs = [finished_job(f"c{i}") for i in range(2 * PURGE_BATCH + 1)]
         for job in jobs:
-            await storage.append(job_log_scope(job.id), "log", b"x")
+            await storage.append(job_partition(job.id), "log", b"x")
             await storage.save_job(job)
         for i in range(PURGE_BATCH + 1):
             await storage.append("session", "0", b"%d" % i)
-        await storage.end_scope("session")
+        await storage.end_partition("session")
         await storage.flush()
         first = await storage._purge_step()
         assert 0 < first <= 2 * PURGE_BATCH + PURGE_BATCH  # one batch of jobs (and their logs) and one of events
@@ -229,14 +232,14 @@ async def test_sqlite_purges_in_bounded_batches(tmp_path: Path) -> None:
 
 async def test_sqlite_expires_the_sessions_a_crash_left_open(tmp_path: Path) -> None:
     path = tmp_path / "crash.db"
-    async with SQLiteStorage(path, max_events_per_scope=100, retention=KEEP) as storage:
+    async with SQLiteStorage(path, max_events_per_partition=100, retention=KEEP) as storage:
         event = await storage.append("session-of-a-crashed-process", "0", b"x")
-        job_event = await storage.append(job_log_scope("a" * 32), "log", b"y")
-    # No end_scope: that process died with its session open. The next one ends it.
-    async with SQLiteStorage(path, max_events_per_scope=100, retention=Retention(events=0)) as storage:
+        job_event = await storage.append(job_partition("a" * 32), "log", b"y")
+    # No end_partition: that process died with its session open. The next one ends it.
+    async with SQLiteStorage(path, max_events_per_partition=100, retention=Retention(events=0)) as storage:
         await storage.purge()
         assert await storage.stream_of("session-of-a-crashed-process", event) is None
-        assert await storage.stream_of(job_log_scope("a" * 32), job_event) == "log"  # the job's retention rules it
+        assert await storage.stream_of(job_partition("a" * 32), job_event) == "log"  # the job's retention rules it
 
 
 async def test_sqlite_from_before_retention_is_migrated(tmp_path: Path) -> None:
@@ -253,7 +256,31 @@ async def test_sqlite_from_before_retention_is_migrated(tmp_path: Path) -> None:
         db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?)", row)
     db.commit()
     db.close()
-    async with SQLiteStorage(path, max_events_per_scope=100, retention=Retention(jobs=0)) as storage:
+    async with SQLiteStorage(path, max_events_per_partition=100, retention=Retention(jobs=0)) as storage:
         await storage.purge()
         assert await storage.get_job(old.id) is None
         assert await storage.get_job(running.id) == running
+
+
+async def test_sqlite_from_before_partitions_were_named_is_migrated(tmp_path: Path) -> None:
+    """A database whose events lived in `scope`s: the same events, found by partition."""
+    path = tmp_path / "scopes.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, stream TEXT NOT NULL,"
+        " data BLOB);"
+        "CREATE INDEX events_by_scope ON events (scope, id);"
+        "CREATE TABLE ended_scopes (scope TEXT PRIMARY KEY, expires_at REAL NOT NULL);"
+        "INSERT INTO events (scope, stream, data) VALUES ('job:x', 'log', x'7b7d');"
+        "INSERT INTO ended_scopes VALUES ('mcp:gone', 0);"
+    )
+    db.commit()
+    db.close()
+    async with SQLiteStorage(path, max_events_per_partition=100, retention=Retention()) as storage:
+        assert [event.data for event in await storage.read("job:x", "log")] == [b"{}"]
+        assert await storage.stream_of("job:x", 1) == "log"
+    db = sqlite3.connect(path)
+    names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    db.close()
+    assert {"events_by_partition", "ended_partitions"} <= names
+    assert not {"events_by_scope", "ended_scopes"} & names

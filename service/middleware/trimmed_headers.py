@@ -1,11 +1,13 @@
-"""HTTP-level adjustments in front of the SDK's StreamableHTTP endpoint."""
+"""Header values without the whitespace around them, as RFC 9110 reads them."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+__all__ = ["TrimmedHeadersMiddleware"]
 
-class TrimmedHeaders:
+
+class TrimmedHeadersMiddleware:
     """Strips the whitespace around header values before the SDK sees them.
 
     RFC 9110 (section 5.5) says it is not part of the value. uvicorn's default parser

@@ -17,8 +17,9 @@ import httpx
 from mcp.shared.message import ClientMessageMetadata
 from mcp_types import CallToolRequest, CallToolRequestParams, CallToolResult
 
-from tests.proxy import CuttingProxy, cutting_proxy
-from tests.support import TOOL, Received, mcp_client, run_node_client
+from harness.clients import Received, mcp_client, run_node_client
+from harness.proxy import CuttingProxy, cutting_proxy
+from service.mcp.tools import TOOL_NAME
 
 INDEX = re.compile(r"Notification (\d+)/")
 
@@ -85,7 +86,7 @@ async def python_auto(port: int, count: int, *, server_notices: bool, rng: rando
     async with cutting_proxy(port) as proxy:
         received = Received(after_log=cut_after(proxy, rng.randint(1, count - 1), server_notices=server_notices))
         async with mcp_client(proxy.url, received=received) as client:
-            result = await client.call_tool(TOOL, arguments(count, "py-auto"))
+            result = await client.call_tool(TOOL_NAME, arguments(count, "py-auto"))
         return Outcome(count, received.logs, result_complete(result, count), proxy.cuts)
 
 
@@ -102,7 +103,7 @@ async def python_explicit(port: int, count: int, *, delay: float, rng: random.Ra
         received = Received(after_log=cut_after(proxy, rng.randint(1, count - 1), refuse=True))
         async with mcp_client(proxy.url, received=received) as client:
             request = CallToolRequest(
-                params=CallToolRequestParams(name=TOOL, arguments=arguments(count, "py-explicit"))
+                params=CallToolRequestParams(name=TOOL_NAME, arguments=arguments(count, "py-explicit"))
             )
             try:
                 await client.session.send_request(
@@ -127,7 +128,7 @@ async def typescript_auto(port: int, count: int, *, server_notices: bool, rng: r
     cut_at = rng.randint(1, count - 1)
     caller = f"ts-auto-{rng.random()}"
     async with cutting_proxy(port) as proxy, anyio.create_task_group() as tg:
-        config = {"url": proxy.url, "tool": TOOL, "arguments": arguments(count, caller)}
+        config = {"url": proxy.url, "tool": TOOL_NAME, "arguments": arguments(count, caller)}
 
         async def cut_when_due() -> None:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
@@ -153,7 +154,7 @@ async def typescript_explicit(port: int, count: int, *, delay: float, rng: rando
         run_node_client,
         {
             "url": f"http://127.0.0.1:{port}/mcp",
-            "tool": TOOL,
+            "tool": TOOL_NAME,
             "arguments": arguments(count, "ts-explicit"),
             "disconnectAfterLogs": cut_at,
         },
@@ -163,7 +164,7 @@ async def typescript_explicit(port: int, count: int, *, delay: float, rng: rando
         run_node_client,
         {
             "url": f"http://127.0.0.1:{port}/mcp",
-            "tool": TOOL,
+            "tool": TOOL_NAME,
             "arguments": arguments(count, "ts-explicit"),
             "sessionId": first["sessionId"],
             "protocolVersion": first["protocolVersion"],
@@ -180,7 +181,7 @@ async def standalone_get(port: int, count: int, *, server_notices: bool, rng: ra
     async with cutting_proxy(port) as proxy:
         received = Received(after_log=cut_after(proxy, rng.randint(1, count - 1), server_notices=server_notices))
         async with mcp_client(proxy.url, received=received) as client, httpx.AsyncClient() as http:
-            probe = await client.call_tool(TOOL, {"interval": 0, "count": 1, "caller": "probe"})
+            probe = await client.call_tool(TOOL_NAME, {"interval": 0, "count": 1, "caller": "probe"})
             received.logs.clear()
             base = f"http://127.0.0.1:{port}"
             job_id = (probe.structured_content or {})["job_id"]

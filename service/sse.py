@@ -1,48 +1,42 @@
-"""Server-sent events written straight to ASGI `send`, without a response object per stream.
+"""Server-sent events, framed one way for `/mcp` and `/jobs/{id}/events` alike.
 
-The SDK answers each POST and GET with an `sse_starlette.EventSourceResponse`: a task
-group of four tasks (the stream, a ping timer, a disconnect listener and an exit-signal
-listener) plus a writer task and a memory-stream hand-off per message. One coroutine that
-reads the stream's queue and calls `send` does the same job; `docs/performance.md` has
-the figures.
+The framing is the SDK's (`sse_starlette`'s): CRLF line endings, `: ping` comments every
+`SERVICE_SSE_PING_INTERVAL` seconds while a stream is idle, and the same headers. The MCP
+transports write it straight to ASGI `send`, without a response object per stream: the
+SDK's `EventSourceResponse` runs a task group of four tasks (the stream, a ping timer, a
+disconnect listener and an exit-signal listener) plus a writer task and a memory-stream
+hand-off per message, and one coroutine that reads the stream's queue and calls `send`
+does the same job (`docs/performance.md` has the figures). The REST route yields the
+same frames through a `StreamingResponse`.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import Final, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
-from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, EventMessage, SSEEvent
 from starlette.types import Send
 
-# Proxies close connections that stay silent: a comment line every so often (the setting
-# SERVICE_SSE_PING_INTERVAL) keeps a stream open while a job waits between notifications.
+__all__ = ["BATCH_LIMIT", "HEADERS", "PING", "frame", "next_message", "start", "take_ready", "write"]
+
+# Proxies close connections that stay silent: a comment line every so often keeps a stream
+# open while a job waits between notifications.
 PING: Final = b": ping\r\n\r\n"
 # Messages that are already waiting go out in one write (one syscall, one pass through the
 # ASGI middleware), up to this many.
 BATCH_LIMIT: Final = 64
 
+HEADERS: Final = {
+    "content-type": "text/event-stream; charset=utf-8",
+    "x-accel-buffering": "no",  # nginx: do not buffer the stream
+    "cache-control": "no-cache, no-transform",
+    "connection": "keep-alive",
+}
+_RAW_HEADERS: Final = [(name.encode(), value.encode()) for name, value in HEADERS.items()]
 
-# The headers the SDK's `EventSourceResponse` sends.
-_HEADERS: Final = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"x-accel-buffering", b"no"),
-    (b"cache-control", b"no-cache, no-transform"),
-    (b"connection", b"keep-alive"),
-]
-
-
-async def start(send: Send, session_id: str | None, priming: SSEEvent | None = None) -> None:
-    """Start an SSE response: its headers, then the priming event if there is one.
-
-    The priming event (the SDK's) carries only an id, and the retry interval, for the
-    client to resume from should the connection drop before anything else is sent.
-    """
-    headers = _HEADERS if not session_id else [*_HEADERS, (MCP_SESSION_ID_HEADER.encode(), session_id.encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    if priming is not None:
-        await write(send, frame("", event_id=priming["id"], event=None, retry=priming.get("retry")))
+T = TypeVar("T")
 
 
 def frame(data: str, *, event_id: str | None = None, event: str | None = "message", retry: int | None = None) -> bytes:
@@ -62,11 +56,18 @@ def frame(data: str, *, event_id: str | None = None, event: str | None = "messag
     return "".join(parts).encode()
 
 
+async def start(send: Send, headers: Sequence[tuple[bytes, bytes]] = (), first: bytes = b"") -> None:
+    """Start an SSE response on `send`: its headers (the common ones, then `headers`), then `first` if any."""
+    await send({"type": "http.response.start", "status": 200, "headers": [*_RAW_HEADERS, *headers]})
+    if first:
+        await write(send, first)
+
+
 async def write(send: Send, body: bytes, *, more: bool = True) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": more})
 
 
-def take_ready(queue: MemoryObjectReceiveStream[EventMessage], batch: list[EventMessage]) -> bool:
+def take_ready(queue: MemoryObjectReceiveStream[T], batch: list[T]) -> bool:
     """Add the messages already waiting to `batch`, to write them at once; False if the stream has closed."""
     while len(batch) < BATCH_LIMIT:
         try:
@@ -78,9 +79,7 @@ def take_ready(queue: MemoryObjectReceiveStream[EventMessage], batch: list[Event
     return True
 
 
-async def next_message(
-    queue: MemoryObjectReceiveStream[EventMessage], send: Send, *, ping_interval: float
-) -> EventMessage:
+async def next_message(queue: MemoryObjectReceiveStream[T], send: Send, *, ping_interval: float) -> T:
     """The stream's next message, pinging the client while there is none.
 
     Raises `anyio.EndOfStream` or `anyio.ClosedResourceError` once the stream is closed.

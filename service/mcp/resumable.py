@@ -1,10 +1,11 @@
-"""The SDK's StreamableHTTP transport and session manager, with resumption made lossless.
+"""The SDK's StreamableHTTP transport, with resumption made correct.
 
-Verified against mcp 2.3.x (pinned in pyproject.toml); `tests/mcp/test_resumption.py`
-fails against the stock classes. What changes, and why:
+Verified against mcp 2.3.x (pinned in pyproject.toml): `tests/mcp/test_resumption.py` fails
+against the stock class, and `tests/mcp/test_sdk_seam.py` fails, naming the member, when an
+SDK upgrade moves any member this module overrides or calls. What changes, and why:
 
-1. Each session gets its own `SessionEventStore` (`SessionManager._admit_session`): the
-   SDK's stream ids repeat across sessions and its store is never told the session.
+1. Each session has its own `SessionEventStore` (`SessionManager` gives it one): the SDK's
+   stream ids repeat across sessions and its store is never told the session.
 2. Resuming (`GET` with `Last-Event-ID`) registers the live queue for the stream *before*
    reading the store, then drops from the queue what the store already returned. The SDK
    reads first and registers after, so an event stored in between is neither replayed nor
@@ -16,49 +17,38 @@ fails against the stock classes. What changes, and why:
 4. A resumed request stream ends after the response, like the original one.
 5. A `Last-Event-ID` that is malformed, unknown, evicted or from another session gets a
    400 with a JSON-RPC error. The SDK answers an empty 200, and the result is lost.
-6. A request POST, the GET stream, and a resumed stream are written by one coroutine
-   straight to ASGI `send` (`service.mcp.sse`), batching what is already queued and
-   reusing the JSON the store made (the GET stream adds a task that watches for the
-   client's disconnect). The SDK's `EventSourceResponse` runs a task group of four tasks
-   plus a writer task per stream: most of the SDK's own cost per call, and about a third
-   of a session's memory (`docs/performance.md`). `initialize`, notifications, errors and
-   JSON-response mode keep the SDK's path.
-7. What the session sends is routed (stored, then queued for its stream) in the sending
-   task (`OutboundRouter`), instead of crossing a zero-buffer stream to a router task the
-   SDK runs per session: a task switch less per outbound message, a task less per session.
-8. A request whose `id` is neither a string nor an integer (`1.5`, `true`, `null`) gets a
+6. A request whose `id` is neither a string nor an integer (`1.5`, `true`, `null`) gets a
    400 with JSON-RPC `-32600`. The SDK validates it as a notification (whose model ignores
    unknown members) and answers 202: the client waits forever. The 2026-07-28 path already
    refuses it.
 
-Writers release a stream registration only if it is still their own, so a connection
-that is being replaced cannot tear down its replacement.
+Writers release a stream registration only if it is still their own, so a connection that
+is being replaced cannot tear down its replacement. Resumed streams and the GET stream are
+written by one coroutine straight to ASGI `send` (`service.sse`): the SDK's replay has no
+hook between reading the store and going live, which is where (2) happens.
 
-Upstream, (2)-(4) belong in `StreamableHTTPServerTransport._replay_events`, (1) in
-`EventStore` itself (pass the session id to `store_event`/`replay_events_after`), (6)
-and (8) in `_handle_post_request`, and (7) in `connect`.
+Upstream, (2)-(5) belong in `StreamableHTTPServerTransport._replay_events` and
+`_handle_get_request`, (1) in `EventStore` itself (pass the session id to
+`store_event`/`replay_events_after`), (6) in `_handle_post_request`. `service.mcp.fast_path`
+is the speed layer on top of this one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
-from types import TracebackType
-from typing import Any, Self
-from uuid import uuid4
+from typing import Any
 
 import anyio
 import pydantic_core
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
-from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http import (
     GET_STREAM_KEY,
     LAST_EVENT_ID_HEADER,
-    REQUEST_CANCELLED,
+    MCP_SESSION_ID_HEADER,
     REQUEST_STREAM_BUFFER_SIZE,
     EventMessage,
     SSEEvent,
@@ -66,37 +56,30 @@ from mcp.server.streamable_http import (
     StreamId,
     check_accept_headers,
 )
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.shared._context_streams import create_context_streams
-from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
-from mcp.shared.message import ServerMessageMetadata, SessionMessage
-from mcp_types import (
-    DEFAULT_NEGOTIATED_VERSION,
-    INTERNAL_ERROR,
-    INVALID_REQUEST,
-    ErrorData,
-    JSONRPCError,
-    JSONRPCRequest,
-    JSONRPCResponse,
-    RequestId,
-    jsonrpc_message_adapter,
-)
+from mcp.shared.message import SessionMessage
+from mcp_types import DEFAULT_NEGOTIATED_VERSION, INVALID_REQUEST, JSONRPCError, JSONRPCResponse, RequestId
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
+from typing_extensions import override
 
-from service.mcp import sse
-from service.mcp.event_store import SessionEventStore, session_scope
-from service.mcp.sessions import SessionRegistry
-from service.stores.base import EventLog, StoredEvent
+from service import sse
+from service.mcp.event_store import SessionEventStore, json_of
+from service.stores.base import StoredEvent
+
+__all__ = ["TAKE_OVER_TIMEOUT", "ResumableTransport"]
 
 logger = logging.getLogger(__name__)
 
 TAKE_OVER_TIMEOUT = 5.0
-_FINAL = (JSONRPCResponse, JSONRPCError)  # the messages that end a request's stream
+FINAL = (JSONRPCResponse, JSONRPCError)
+"""The messages that end a request's stream."""
 
 
 class ResumableTransport(StreamableHTTPServerTransport):
+    """One session's transport: the SDK's, with lossless resumption and clear errors for bad cursors."""
+
+    @override
     def __init__(
         self, *, mcp_session_id: str, event_store: SessionEventStore, ping_interval: float, **options: Any
     ) -> None:
@@ -106,65 +89,18 @@ class ResumableTransport(StreamableHTTPServerTransport):
         # Set when the connection currently serving a stream has let go of it.
         self._released: dict[StreamId, anyio.Event] = {}
 
-    # The session's outbound messages, routed by their sender.
+    async def push(self, message: SessionMessage) -> None:
+        """Send a message the session itself did not produce (a REST job's notification) as if it had.
 
-    @asynccontextmanager
-    async def connect(
-        self,
-    ) -> AsyncIterator[tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]]:
-        """The SDK's `connect`, minus its router task: the server's write stream routes each message itself."""
-        if self._idle_timeout is not None:
-            self.idle_scope = anyio.CancelScope()
-        read_stream_writer, read_stream = create_context_streams[SessionMessage | Exception](0)
-        self._read_stream_writer, self._read_stream = read_stream_writer, read_stream
-        router = OutboundRouter(self)
-        try:
-            yield read_stream, router
-        finally:
-            await router.aclose()
-            for stream_id in list(self._request_streams):
-                await self._clean_up_memory_streams(stream_id)
-            self._request_streams.clear()
-            await read_stream_writer.aclose()
-            await read_stream.aclose()
-
-    async def _terminate_unanswered_request(self, request_id: RequestId) -> None:
-        """The SDK's `REQUEST_CANCELLED` answer, routed like every other outbound message."""
-        error = ErrorData(code=REQUEST_CANCELLED, message="Request cancelled")
-        await self.route(SessionMessage(JSONRPCError(jsonrpc="2.0", id=request_id, error=error)))
-
-    async def route(self, session_message: SessionMessage) -> None:
-        """Store an outbound message and queue it for the stream it belongs to, as the SDK's router does.
-
-        A response goes to its request's stream, a message related to a request to that
-        request's stream (dropped in JSON mode, where it has no wire form), anything else
-        to the GET stream. With no connection on the stream, it waits in the store.
+        Raises `anyio.ClosedResourceError` once the session has ended.
         """
-        message = session_message.message
-        metadata = session_message.metadata
-        if isinstance(message, _FINAL) and message.id is not None:
-            stream_id = str(message.id)
-        elif isinstance(metadata, ServerMessageMetadata) and metadata.related_request_id is not None:
-            if self.is_json_response_enabled:
-                return
-            stream_id = str(metadata.related_request_id)
-        else:
-            stream_id = GET_STREAM_KEY
-        event_id = await self._session_store.store_event(stream_id, message)
-        target = self._request_streams.get(stream_id)
-        if target is None:
-            return
-        event = EventMessage(message, event_id)
-        try:
-            try:
-                target[0].send_nowait(event)
-            except anyio.WouldBlock:
-                await target[0].send(event)  # the reader is behind: wait for it, as the SDK's router does
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            logger.debug("stream %s closed while a message was routed to it", stream_id)
+        if self._write_stream is None or self.is_terminated:
+            raise anyio.ClosedResourceError
+        await self._write_stream.send(message)
 
     # A POST's own stream: the SDK's writer, made to release only what is still its own.
 
+    @override
     async def _run_sse_writer(
         self,
         request_id: RequestId,
@@ -185,8 +121,9 @@ class ResumableTransport(StreamableHTTPServerTransport):
         finally:
             self._release(stream_id, released)
 
-    # POST: a request answered over SSE, written by this coroutine straight to `send`.
+    # POST: refuse what the SDK would leave unanswered, then serve it.
 
+    @override
     async def _handle_post_request(self, scope: Scope, request: Request, receive: Receive, send: Send) -> None:
         try:
             body: Any = pydantic_core.from_json(await request.body())
@@ -202,54 +139,23 @@ class ResumableTransport(StreamableHTTPServerTransport):
             )
             await response(scope, receive, send)
             return
-        message = self._streamed_request(request, body)
-        if message is None:
-            # Errors, `initialize`, notifications, responses and JSON mode: the SDK's own path.
-            await super()._handle_post_request(scope, request, receive, send)
-        elif await self._validate_request_headers(request, send):
-            await self._answer_over_sse(message, request, send)
+        await self._serve_post(scope, request, receive, send, body)
 
-    def _streamed_request(self, request: Request, body: Any) -> JSONRPCRequest | None:
-        """The request, if it is a well-formed call on an established session that wants SSE."""
-        if body is None or self.is_json_response_enabled or not all(check_accept_headers(request)):
-            return None
-        if not self._check_content_type(request):
-            return None
-        try:
-            message = jsonrpc_message_adapter.validate_python(body, by_name=False)
-        except ValueError:  # pydantic's ValidationError included
-            return None
-        if not isinstance(message, JSONRPCRequest) or message.method == "initialize":
-            return None
-        return message
+    async def _serve_post(self, scope: Scope, request: Request, receive: Receive, send: Send, body: Any) -> None:
+        """Answer a POST whose body is `body` (parsed, or None if it is not JSON): the SDK's way."""
+        await super()._handle_post_request(scope, request, receive, send)  # starlette caches the body it read
 
-    async def _answer_over_sse(self, message: JSONRPCRequest, request: Request, send: Send) -> None:
-        """Dispatch the request and stream what the session routes to it, up to its response.
+    async def _start_stream(self, send: Send, priming: SSEEvent | None = None) -> None:
+        """Start an SSE response with the session's id, and the priming event if there is one.
 
-        Replaces the SDK's `EventSourceResponse` and writer task (see `service.mcp.sse`). A
-        resuming connection may take the stream over: it closes the queue, and this ends.
+        The priming event (the SDK's) carries only an id, and the retry interval, for the
+        client to resume from should the connection drop before anything else is sent.
         """
-        assert self._read_stream_writer is not None  # connect() has run: the manager admitted the session
-        stream_id = str(message.id)
-        version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER, DEFAULT_NEGOTIATED_VERSION)
-        try:
-            priming = await self._mint_priming_event(stream_id, version)
-        except Exception:
-            logger.exception("could not store the priming event of request %s", stream_id)
-            response = self._create_error_response(
-                "Error handling POST request", HTTPStatus.INTERNAL_SERVER_ERROR, INTERNAL_ERROR
-            )
-            await response(request.scope, request.receive, send)
-            return
-        with self._own_stream(stream_id) as queue:
-            await sse.start(send, self.mcp_session_id, priming)
-            try:
-                await self._read_stream_writer.send(self._create_session_message(message, request, stream_id, version))
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
-                logger.debug("session closed while request %s was dispatched", stream_id)
-                await sse.write(send, b"", more=False)
-                return
-            await self._write_live(queue, send, after=0)
+        headers = [(MCP_SESSION_ID_HEADER.encode(), self.mcp_session_id.encode())] if self.mcp_session_id else []
+        first = (
+            b"" if priming is None else sse.frame("", event_id=priming["id"], event=None, retry=priming.get("retry"))
+        )
+        await sse.start(send, headers, first)
 
     @contextmanager
     def _own_stream(self, stream_id: StreamId) -> Iterator[MemoryObjectReceiveStream[EventMessage]]:
@@ -285,8 +191,8 @@ class ResumableTransport(StreamableHTTPServerTransport):
                 for event in batch:
                     if after and event.event_id and int(event.event_id) <= after:
                         continue  # already replayed from the store
-                    frames.append(sse.frame(self._session_store.json_of(event), event_id=event.event_id))
-                    if until_response and isinstance(event.message, _FINAL):
+                    frames.append(sse.frame(json_of(event), event_id=event.event_id))
+                    if until_response and isinstance(event.message, FINAL):
                         await sse.write(send, b"".join(frames), more=False)
                         return
                 if frames:
@@ -296,15 +202,9 @@ class ResumableTransport(StreamableHTTPServerTransport):
         logger.debug("stream closed")
         await sse.write(send, b"", more=False)
 
-    def _create_event_data(self, event_message: EventMessage) -> SSEEvent:
-        """The SDK's SSE event for a message, with the JSON the store already made."""
-        event: SSEEvent = {"event": "message", "data": self._session_store.json_of(event_message)}
-        if event_message.event_id:
-            event["id"] = event_message.event_id
-        return event
-
     # GET: the standalone stream, or a resumed one.
 
+    @override
     async def _handle_get_request(self, request: Request, send: Send) -> None:
         last_event_id = request.headers.get(LAST_EVENT_ID_HEADER)
         if not last_event_id:
@@ -339,7 +239,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
         replay, the queue, or both; the queue's copies of replayed events are skipped by id.
         """
         with self._own_stream(stream_id) as queue:
-            await sse.start(send, self.mcp_session_id)
+            await self._start_stream(send)
             after, answered = await self._replay(stream_id, send, after=after)
             if not answered:
                 await self._write_live(queue, send, after=after)
@@ -410,7 +310,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
             if priming is not None and priming["id"]:
                 resume = int(priming["id"])
         with self._own_stream(stream_id) as queue:
-            await sse.start(send, self.mcp_session_id, priming)
+            await self._start_stream(send, priming)
             # Writing to a client that has gone does not fail: its disconnect is what ends the stream.
             async with anyio.create_task_group() as watch:
                 watch.start_soon(_cancel_on_disconnect, request.receive, watch.cancel_scope)
@@ -424,30 +324,6 @@ class ResumableTransport(StreamableHTTPServerTransport):
         released.set()
         if self._released.get(stream_id) is released:
             del self._released[stream_id]
-
-
-class OutboundRouter:
-    """The write stream the session's server gets: `send` routes the message in the sender's task."""
-
-    def __init__(self, transport: ResumableTransport) -> None:
-        self._transport = transport
-        self._closed = False
-
-    async def send(self, item: SessionMessage, /) -> None:
-        if self._closed or self._transport.is_terminated:
-            raise anyio.ClosedResourceError
-        await self._transport.route(item)
-
-    async def aclose(self) -> None:
-        self._closed = True
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
 
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
@@ -467,58 +343,3 @@ def _has_invalid_id(body: Any) -> bool:
 def _is_response(event: StoredEvent) -> bool:
     message = pydantic_core.from_json(event.data or b"{}")
     return isinstance(message, dict) and "method" not in message and ("result" in message or "error" in message)
-
-
-class SessionManager(StreamableHTTPSessionManager):
-    """Builds a `ResumableTransport` per session and tells the service when a session ends.
-
-    Overrides the manager's private `_admit_session` and `_discard_session`: the SDK has no
-    public hook for either.
-    """
-
-    def __init__(
-        self,
-        app: Server[Any],
-        *,
-        event_log: EventLog,
-        sessions: SessionRegistry,
-        ping_interval: float,
-        **options: Any,
-    ) -> None:
-        super().__init__(app, event_store=None, **options)
-        self._event_log = event_log
-        self._ping_interval = ping_interval
-        self._sessions = sessions
-        # Our own record: on shutdown the SDK forgets its sessions before it discards them.
-        self._open: set[str] = set()
-
-    def close_streams(self) -> None:
-        """End every open GET stream: at shutdown, so that clients resume elsewhere instead of holding it up."""
-        for transport in self._server_instances.values():
-            transport.close_standalone_sse_stream()
-
-    def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
-        if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
-            return None
-        session_id = uuid4().hex
-        transport = ResumableTransport(
-            mcp_session_id=session_id,
-            event_store=SessionEventStore(self._event_log, session_id),
-            is_json_response_enabled=self.json_response,
-            security_settings=self.security_settings,
-            retry_interval=self.retry_interval,
-            idle_timeout=self.session_idle_timeout,
-            ping_interval=self._ping_interval,
-        )
-        if requestor is not None:
-            self._session_owners[session_id] = requestor
-        self._server_instances[session_id] = transport
-        self._open.add(session_id)
-        return transport
-
-    async def _discard_session(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
-        await super()._discard_session(session_id, transport)
-        if session_id in self._open:
-            self._open.discard(session_id)
-            self._sessions.forget(session_id)
-            await self._event_log.end_scope(session_scope(session_id))

@@ -1,0 +1,102 @@
+"""The real service, as a process of its own on a free port of 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+__all__ = ["REPO", "ServiceProcess", "free_port", "running_service"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServiceProcess:
+    """The real service, `python -m service`, under uvicorn on 127.0.0.1, configured by env vars.
+
+    `module` swaps in another entry point that serves the same app (the conformance tests add
+    fixture tools with `tests.conformance.serve`).
+    """
+
+    workdir: Path
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    module: str = "service"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def mcp_url(self) -> str:
+        return f"{self.base_url}/mcp"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"service-{self.port}.log"
+
+    def start(self, timeout: float = 20.0) -> ServiceProcess:
+        env = {
+            **{key: value for key, value in os.environ.items() if not key.startswith("SERVICE_")},
+            "SERVICE_PORT": str(self.port),
+            "SERVICE_SQLITE_PATH": str(self.workdir / "service.db"),
+            "SERVICE_LOG_LEVEL": "WARNING",
+            **self.env,
+        }
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module], cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"service did not start in {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Signal the process and wait for it; return its exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextmanager
+def running_service(workdir: Path, **env: str) -> Iterator[ServiceProcess]:
+    service = ServiceProcess(workdir, dict(env)).start()
+    try:
+        yield service
+    finally:
+        service.stop()

@@ -1,0 +1,42 @@
+"""Server-sent events as a client reads them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SseEvent", "parse_sse"]
+
+
+@dataclass
+class SseEvent:
+    id: str | None
+    event: str
+    data: str
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:
+    """Minimal SSE parser: yields each dispatched event (comments and retry fields ignored)."""
+    event_id: str | None = None
+    event, data = "message", list[str]()
+    for line in lines:
+        if line == "":
+            if data:
+                yield SseEvent(event_id, event, "\n".join(data))
+            event_id, event, data = None, "message", []
+        elif line.startswith(":"):
+            continue
+        else:
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "id":
+                event_id = value
+            elif name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)

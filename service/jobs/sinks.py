@@ -1,0 +1,48 @@
+"""Where a job's notifications go besides its own log, and how the engine's callers find such places.
+
+The engine knows nothing of MCP or HTTP: whoever starts a job hands it its sinks. A REST
+call that names an MCP session asks the `SessionDirectory` (the MCP session manager) for
+that session's sink; it never holds the session itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Notification", "SessionDirectory", "Sink"]
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """The `index`-th (1-based) of a job's `count` notifications."""
+
+    job_id: str
+    index: int
+    count: int
+    caller: str
+
+    @property
+    def message(self) -> str:
+        return f"Notification {self.index}/{self.count} for {self.caller}"
+
+    def to_json(self) -> bytes:
+        body = {"job_id": self.job_id, "index": self.index, "count": self.count, "message": self.message}
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+class Sink(Protocol):
+    """Somewhere a job's notifications are delivered, besides its own event log."""
+
+    async def send(self, notification: Notification) -> None: ...
+
+
+class SessionDirectory(Protocol):
+    """The live MCP sessions, as places to deliver to."""
+
+    def sink_for(self, session_id: str, owner: str | None) -> Sink | None:
+        """The session's GET stream, if the session is live and belongs to `owner` (None without authentication)."""
+        ...
+
+    def __len__(self) -> int: ...

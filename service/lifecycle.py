@@ -1,0 +1,47 @@
+"""The service's running parts, started in dependency order and stopped in reverse."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from service.jobs.engine import JobEngine
+from service.mcp.manager import SessionManager
+from service.stores.base import Storage
+
+__all__ = ["Lifecycle"]
+
+
+class Lifecycle:
+    """Storage, then the job engine, then the MCP sessions: `running` is the app's lifespan.
+
+    The server that runs the app calls `begin_shutdown` as its shutdown begins (`service.cli`
+    does): uvicorn waits for open responses before the lifespan's shutdown runs, and a tool
+    call's stream stays open until its job ends, a GET stream until it is closed.
+    """
+
+    def __init__(self, storage: Storage, engine: JobEngine, sessions: SessionManager) -> None:
+        self._storage = storage
+        self._engine = engine
+        self._sessions = sessions
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        # Sessions close before the engine stops, and the engine records its jobs before
+        # storage flushes and closes.
+        async with self._storage, self._engine.running(), self._sessions.run():
+            try:
+                yield
+            finally:
+                # Before the sessions close: running jobs end as "interrupted", not as
+                # "cancelled" by their closing sessions.
+                self.begin_shutdown()
+
+    def begin_shutdown(self) -> None:
+        """Interrupt the jobs and end the GET streams, so that open responses end and the server can stop.
+
+        Every open tool call ends with its "interrupted" result, and GET streams' clients
+        resume elsewhere, instead of all waiting out the graceful timeout. Idempotent.
+        """
+        self._engine.shutdown()
+        self._sessions.close_streams()
