@@ -19,6 +19,8 @@ from typing import Any
 
 import psutil
 
+from harness.service import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -68,12 +70,6 @@ def pin(core: int) -> Callable[[], None]:
         os.sched_setaffinity(0, {core})
 
     return pin
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_command(
