@@ -5,16 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
-import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent, Tool
 
 from service.app import create_app
 from service.mcp.tools import McpTool
 from service.settings import Settings, StoreBackend
+from tests.in_process import mcp_over_asgi, rest_client, running_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.in_process]
 
@@ -26,8 +23,7 @@ async def boom() -> None:
 async def test_an_unhandled_error_is_a_json_500_with_a_request_id(caplog: pytest.LogCaptureFixture) -> None:
     app = create_app(Settings(store=StoreBackend.MEMORY))
     app.add_api_route("/boom", boom)
-    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
+    async with rest_client(app) as http:
         with caplog.at_level(logging.ERROR, logger="service.errors"):
             response = await http.get("/boom")
     assert response.status_code == 500
@@ -44,9 +40,7 @@ async def test_an_unhandled_error_is_a_json_500_with_a_request_id(caplog: pytest
 
 async def test_mcp_before_start_up_is_a_json_rpc_500() -> None:
     """The session manager is not running until the lifespan has started it: that is a 500, as JSON-RPC."""
-    app = create_app(Settings(store=StoreBackend.MEMORY))
-    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
+    async with rest_client(create_app(Settings(store=StoreBackend.MEMORY))) as http:  # no lifespan: not started
         response = await http.post(
             "/mcp",
             json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
@@ -65,12 +59,7 @@ async def explode(ctx: Any, arguments: dict[str, Any]) -> CallToolResult:
 async def test_a_tool_that_raises_ends_its_call_with_a_tool_error_not_code_0(caplog: pytest.LogCaptureFixture) -> None:
     """The SDK answers a plain exception with JSON-RPC error code 0 and its text; here, a tool error."""
     tool = McpTool(Tool(name="explode", input_schema={"type": "object"}), explode)
-    app = create_app(Settings(store=StoreBackend.MEMORY), extra_tools=[tool])
-    async with (
-        app.router.lifespan_context(app),
-        httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url="http://127.0.0.1:8000") as http,
-        Client(streamable_http_client("http://127.0.0.1:8000/mcp", http_client=http), mode="legacy") as client,
-    ):
+    async with running_app(extra_tools=(tool,)) as app, mcp_over_asgi(app) as client:
         with caplog.at_level(logging.ERROR, logger="service.mcp.server"):
             result = await client.call_tool("explode", {})
     assert result.is_error

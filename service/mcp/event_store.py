@@ -41,30 +41,29 @@ class SessionEventStore(EventStore):
         self.partition = session_partition(session_id)
 
     async def store(self, stream_id: StreamId, message: JSONRPCMessage) -> StoredMessage:
-        """Record an outbound message; if the store fails, say so and send the message without an id.
+        """Record an outbound message, and hand back the JSON written (sent as is, never serialized again)."""
+        text = message.model_dump_json(by_alias=True, exclude_unset=True)
+        return StoredMessage(message, await self._append(stream_id, text.encode()), text)
+
+    @override
+    async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
+        """The SDK's entry point: its router (`SERVICE_MCP_FAST_PATH=false`) and its priming events (None)."""
+        if message is not None:
+            return (await self.store(stream_id, message)).event_id or ""
+        return await self._append(stream_id, None)
+
+    async def _append(self, stream_id: StreamId, data: bytes | None) -> EventId:
+        """The new event's id; if the store fails, say so and return "" (no id).
 
         The transport awaits this for every message the session sends, and an exception
         there would hang every call of the session. An event without an id is delivered live
         but cannot be resumed; the job behind it fails on the same store, so the tool call
         ends with an error that says why.
         """
-        text = message.model_dump_json(by_alias=True, exclude_unset=True)
         try:
-            event_id = str(await self._log.append(self.partition, stream_id, text.encode()))
+            return str(await self._log.append(self.partition, stream_id, data))
         except StoreError as exc:
             logger.error("event store failed, sending without an event id: %s", exc)
-            event_id = ""
-        return StoredMessage(message, event_id, text)
-
-    @override
-    async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
-        """The SDK's entry point: its router (`SERVICE_MCP_FAST_PATH=false`) and its priming events."""
-        if message is not None:
-            return (await self.store(stream_id, message)).event_id or ""
-        try:
-            return str(await self._log.append(self.partition, stream_id, None))
-        except StoreError as exc:
-            logger.error("event store failed, the stream has no priming event: %s", exc)
             return ""
 
     async def locate(self, last_event_id: str) -> tuple[int, StreamId] | None:
