@@ -16,7 +16,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import LoggingMessageNotificationParams
 
-from harness.service import REPO, ServiceProcess
+from harness.service import REPO, Endpoint
 from service.mcp.tools import TOOL_NAME
 
 __all__ = [
@@ -82,7 +82,7 @@ def tool_call(request_id: int, arguments: Any, *, name: str = TOOL_NAME) -> dict
     return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
 
 
-def open_raw_session(service: ServiceProcess, **headers: str) -> dict[str, str]:
+def open_raw_session(service: Endpoint, **headers: str) -> dict[str, str]:
     """Initialize a 2025-11-25 session by hand; return the headers that address it."""
     response = httpx.post(service.mcp_url, headers={**MCP_HEADERS, **headers}, json=INITIALIZE)
     session = {

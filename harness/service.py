@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
-__all__ = ["REPO", "ServiceProcess", "free_port", "running_service"]
+__all__ = ["REPO", "Endpoint", "ServiceProcess", "free_port", "running_service"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,19 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class Endpoint(Protocol):
+    """Where clients reach the service: one process (`ServiceProcess`), or a balancer before several."""
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def mcp_url(self) -> str: ...
 
 
 @dataclass

@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("service.mcp",),
     ("service.api",),
     ("service.lifecycle", "service.app"),
-    ("service.cli", "service.__main__"),
+    ("service.cli", "service.__main__", "service.cluster"),
 )
 
 

@@ -25,7 +25,7 @@ from service.api.schemas import JobCreate
 from service.auth import StaticTokenVerifier
 from service.errors import exception_handlers
 from service.jobs.engine import JobEngine, JobLimits
-from service.jobs.models import SpecLimits, spec_model
+from service.jobs.models import SpecLimits, new_runner_id, spec_model
 from service.lifecycle import Lifecycle
 from service.mcp.manager import SessionManager
 from service.mcp.server import build_server
@@ -38,7 +38,7 @@ from service.middleware import (
     TrimmedHeadersMiddleware,
 )
 from service.settings import Settings
-from service.stores import create_storage
+from service.stores import create_stores
 
 __all__ = ["MCP_PATH", "ServiceApp", "create_app"]
 
@@ -76,9 +76,14 @@ def create_app(
     if token_verifier is None and settings.auth_tokens:
         tokens = {name: token.get_secret_value() for name, token in settings.auth_tokens.items()}
         token_verifier = StaticTokenVerifier(tokens)
-    storage = create_storage(settings)
+    runner_id = new_runner_id() if not settings.replica_id else f"{settings.replica_id}-{new_runner_id()}"
+    stores = create_stores(settings, runner_id=runner_id, replica=settings.replica_id)
+    storage = stores.storage
     engine = JobEngine(
-        storage, JobLimits(max_jobs=settings.max_jobs, max_jobs_per_session=settings.max_jobs_per_session)
+        storage,
+        JobLimits(max_jobs=settings.max_jobs, max_jobs_per_session=settings.max_jobs_per_session),
+        board=stores.board,
+        runner_id=runner_id,
     )
     # One model of a job's arguments with the configured limits, for the tool and the REST body alike.
     limits = SpecLimits(
@@ -90,6 +95,8 @@ def create_app(
     manager = SessionManager(
         build_server(engine, spec=spec_model(limits), version=__version__, extra_tools=extra_tools),
         event_log=storage,
+        relay=stores.relay,
+        replica=settings.replica_id,
         fast_path=settings.mcp_fast_path,
         json_response=settings.json_response,
         security_settings=TransportSecuritySettings(
@@ -104,7 +111,7 @@ def create_app(
         max_request_body_size=settings.max_request_body,
     )
 
-    lifecycle = Lifecycle(storage, engine, manager)
+    lifecycle = Lifecycle(storage, engine, manager, stores.relay)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -125,7 +132,11 @@ def create_app(
     )
     app.lifecycle = lifecycle
     app.state.services = Services(
-        settings=settings, engine=engine, sessions=manager, auth_required=token_verifier is not None
+        settings=settings,
+        engine=engine,
+        sessions=manager,
+        auth_required=token_verifier is not None,
+        replica=settings.replica_id or runner_id,
     )
     for exc_type, handler in exception_handlers(MCP_PATH).items():
         app.add_exception_handler(exc_type, handler)

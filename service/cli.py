@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import logging
 import socket
@@ -15,6 +16,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from typing_extensions import override
 
 from service.app import create_app
+from service.cluster.supervisor import Supervisor
 from service.settings import SettingsError, load_settings
 from service.stores import check_storage
 from service.stores.base import StoreError
@@ -24,12 +26,37 @@ __all__ = ["Server", "main"]
 logger = logging.getLogger("service")
 
 
-def main() -> None:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="mcp-notification-service",
+        description="Serve MCP at /mcp and the job routes (settings: SERVICE_* variables and .env).",
+    )
+    commands = parser.add_subparsers(dest="command")
+    cluster = commands.add_parser(
+        "cluster",
+        help="Redis, several replicas and a load balancer on this machine",
+        description="The balancer on SERVICE_PORT, replica i on SERVICE_PORT + i, and a Redis server "
+        "unless SERVICE_REDIS_URL names one. Replicas that exit are restarted; Ctrl-C stops everything.",
+    )
+    cluster.add_argument("--replicas", type=int, default=3, choices=range(1, 10), metavar="N")
+    cluster.add_argument("--balancer", choices=["caddy", "nginx"], default="caddy")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments = _arguments(argv)
     try:
         settings = load_settings()
     except SettingsError as exc:
         print(f"mcp-notification-service: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    if arguments.command == "cluster":
+        try:
+            code = Supervisor(settings, replicas=arguments.replicas, balancer=arguments.balancer).run()
+        except (FileNotFoundError, RuntimeError) as exc:
+            print(f"mcp-notification-service cluster: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        raise SystemExit(code)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The SDK warns on every log notification that logging is deprecated as of 2026-07-28. This
     # service sends them to handshake-era clients, for whom it is not, and to 2026 clients only

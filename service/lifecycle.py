@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
+
 from service.jobs.engine import JobEngine
 from service.mcp.manager import SessionManager
-from service.stores.base import Storage
+from service.stores.base import SessionRelay, Storage
 
 __all__ = ["Lifecycle"]
 
@@ -20,22 +22,26 @@ class Lifecycle:
     call's stream stays open until its job ends, a GET stream until it is closed.
     """
 
-    def __init__(self, storage: Storage, engine: JobEngine, sessions: SessionManager) -> None:
+    def __init__(self, storage: Storage, engine: JobEngine, sessions: SessionManager, relay: SessionRelay) -> None:
         self._storage = storage
         self._engine = engine
         self._sessions = sessions
+        self._relay = relay
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         # Sessions close before the engine stops, and the engine records its jobs before
         # storage flushes and closes.
-        async with self._storage, self._engine.running(), self._sessions.run():
+        async with self._storage, self._engine.running(), self._sessions.run(), anyio.create_task_group() as relayed:
+            # Notifications of jobs that run on other replicas, for the sessions held here.
+            relayed.start_soon(self._relay.serve_relayed, self._sessions.deliver, name="session relay")
             try:
                 yield
             finally:
                 # Before the sessions close: running jobs end as "interrupted", not as
                 # "cancelled" by their closing sessions.
                 self.begin_shutdown()
+                relayed.cancel_scope.cancel()
 
     def begin_shutdown(self) -> None:
         """Interrupt the jobs and end the GET streams, so that open responses end and the server can stop.

@@ -29,6 +29,8 @@ class StoreBackend(StrEnum):
 
     SQLITE = "sqlite"
     MEMORY = "memory"
+    REDIS = "redis"
+    """Shared by replicas: jobs, their logs and the sessions' logs, visible and controllable from each."""
 
 
 class Settings(BaseSettings):
@@ -76,6 +78,12 @@ class Settings(BaseSettings):
     job_retention: Annotated[float, Field(ge=0)] = 86400.0
     max_stored_jobs: Annotated[int, Field(ge=0)] = 100_000
     max_events_per_session: Annotated[int, Field(ge=100)] = 100_000
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")] = "mns"
+
+    # Replicas (with SERVICE_STORE=redis)
+    replica_id: Annotated[str, Field(pattern=r"^([A-Za-z0-9_-]{1,32})?$")] = ""
+    lease_ttl: Annotated[float, Field(ge=0.5, le=300)] = 3.0
 
     # Limits of the notification tool and of POST /jobs
     max_count: Annotated[int, Field(ge=1)] = 100_000

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.redis import redis_cluster, redis_server
 from harness.service import ServiceProcess, running_service
+from service.cluster.redis_server import INSTALL_HINT, RedisServer, redis_server_binary
+from tests.support import unavailable
 
 
 @pytest.fixture
@@ -32,3 +35,24 @@ def start_service(tmp_path: Path) -> ServiceFactory:
         return running_service(tmp_path, **{f"SERVICE_{key}": value for key, value in settings.items()})
 
     return start
+
+
+def _need_redis() -> None:
+    if redis_server_binary() is None:
+        unavailable(INSTALL_HINT)
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; each test keeps to its own key prefix (or database)."""
+    _need_redis()
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real Redis Cluster of three masters; the store is given one node and finds the others."""
+    _need_redis()
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as servers:
+        yield servers[0]

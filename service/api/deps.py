@@ -23,6 +23,8 @@ class Services:
     engine: JobEngine
     sessions: SessionDirectory
     auth_required: bool
+    replica: str
+    """This process among the replicas of its store (`SERVICE_REPLICA_ID`, else its runner id)."""
 
 
 def get_services(request: Request) -> Services:

@@ -17,6 +17,7 @@ router = APIRouter(tags=["health"])
 async def healthz(services: ServicesDep) -> Health:
     stored = await services.engine.store_stats()
     return Health(
+        replica=services.replica,
         store=services.settings.store.value,
         sessions=len(services.sessions),
         running_jobs=services.engine.running_count,

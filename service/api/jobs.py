@@ -55,7 +55,7 @@ def jobs_router(job_create: type[JobCreate]) -> APIRouter:
         """
         sinks = []
         if body.session_id is not None:
-            sink = services.sessions.sink_for(body.session_id, owner=principal)
+            sink = await services.sessions.sink_for(body.session_id, owner=principal)
             if sink is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"No live MCP session with id {body.session_id!r}")
             sinks.append(sink)

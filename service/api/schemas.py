@@ -63,6 +63,7 @@ class JobPage(BaseModel):
 
 class Health(BaseModel):
     status: str = "ok"
+    replica: str = Field(description="This replica: SERVICE_REPLICA_ID, else the host, pid and a random part.")
     store: str
     sessions: int = Field(description="Live MCP sessions (2025-era, with an Mcp-Session-Id).")
     running_jobs: int

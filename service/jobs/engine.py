@@ -4,35 +4,36 @@ Every notification goes first to the job's own event log (durable, readable over
 as an SSE stream) and then to the job's sinks: the MCP tool call's stream, or an MCP
 session's standalone GET stream. Sinks are supplied by whoever starts the job, so the
 engine knows nothing of MCP or HTTP.
+
+Engines that share a store (replicas on Redis) answer for each other's jobs through the
+store's `JobBoard`: a job is admitted against cluster-wide limits and leased to the engine
+that runs it; a cancel reaches that engine wherever it is; a job's log is followed from any
+replica. One process alone gets the `LocalBoard`, where all of that is in-process.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import TaskGroup
 
-from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus, utcnow
+from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus, new_runner_id, utcnow
 from service.jobs.sinks import Notification, Sink
-from service.stores.base import Storage, StoredEvent, StoreStats, job_partition
+from service.stores.base import LOG_STREAM, Admission, JobBoard, Storage, StoredEvent, StoreStats, job_partition
+from service.stores.local import LocalBoard
 
-__all__ = ["LOG_STREAM", "JobEngine", "JobLimits", "TooManyJobs", "new_runner_id"]
+__all__ = ["LOG_STREAM", "JobEngine", "JobLimits", "TooManyJobs"]
 
 logger = logging.getLogger(__name__)
 
-LOG_STREAM = "log"
-
-
-def new_runner_id() -> str:
-    """This process among its replicas: its host, its pid, and a random part (pids are reused)."""
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+PROGRESS_INTERVAL = 1.0
+"""Seconds between saves of a running job's progress (`sent`): what other replicas, and a restart, see of it."""
+CANCEL_WAIT = 5.0
+"""Seconds a cancel waits for a job that runs elsewhere to stop (its engine checks within a second)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +74,16 @@ class _LiveJob:
 class JobEngine:
     """Runs jobs and answers for them; `runner_id` names this engine in the records of the jobs it runs."""
 
-    def __init__(self, storage: Storage, limits: JobLimits, *, runner_id: str | None = None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        limits: JobLimits,
+        *,
+        board: JobBoard | None = None,
+        runner_id: str | None = None,
+    ) -> None:
         self._storage = storage
+        self._board = board if board is not None else LocalBoard(storage)
         self._limits = limits
         self.runner_id = runner_id or new_runner_id()
         self._live: dict[str, _LiveJob] = {}
@@ -83,35 +92,52 @@ class JobEngine:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[JobEngine]:
         """Run jobs until the block exits; then cancel the ones still running and record them."""
-        await self._interrupt_leftovers()
-        async with anyio.create_task_group() as task_group:
-            self._task_group = task_group
+        for job in await self._board.abandoned_jobs():
+            logger.warning("job %s was left %s by an engine that is gone: marked interrupted", job.id, job.status)
+        async with anyio.create_task_group() as watching:
+            watching.start_soon(self._board.watch, self, name="job board")
             try:
-                yield self
-            finally:
-                self.shutdown()
-                self._task_group = None
+                async with anyio.create_task_group() as task_group:
+                    self._task_group = task_group
+                    try:
+                        yield self
+                    finally:
+                        self.shutdown()
+                        self._task_group = None
+            finally:  # every job has ended and been recorded: nothing is left to watch
+                watching.cancel_scope.cancel()
 
     def shutdown(self) -> None:
         """Stop every running job; each is recorded as interrupted. Idempotent."""
-        for live in self._live.values():
-            live.cancel_status = JobStatus.INTERRUPTED
+        for job_id in self._live:
+            self.stop(job_id, JobStatus.INTERRUPTED)
+
+    # The board's view of this engine (`Runner`)
+
+    def running_job_ids(self) -> Collection[str]:
+        return self._live.keys()
+
+    def stop(self, job_id: str, status: JobStatus) -> None:
+        live = self._live.get(job_id)
+        if live is not None:
+            live.cancel_status = status
             live.cancel_scope.cancel()
 
     # Commands
 
-    def _check_load(self, session_id: str | None) -> None:
-        """Raise `TooManyJobs` if one more job would break a configured limit."""
+    async def _admit(self, job: JobRecord) -> None:
+        """Count the job against the limits (cluster-wide on a shared store); `TooManyJobs` if it breaks one."""
         limits = self._limits
-        if len(self._live) >= limits.max_jobs:
+        verdict = await self._board.admit(
+            job, max_jobs=limits.max_jobs, max_jobs_per_session=limits.max_jobs_per_session
+        )
+        if verdict is Admission.TOO_MANY_JOBS:
             raise TooManyJobs(f"too many running jobs: the limit is {limits.max_jobs} (SERVICE_MAX_JOBS)")
-        if session_id is not None:
-            in_session = sum(1 for live in self._live.values() if live.job.session_id == session_id)
-            if in_session >= limits.max_jobs_per_session:
-                raise TooManyJobs(
-                    f"too many running jobs in this session: the limit is {limits.max_jobs_per_session} "
-                    "(SERVICE_MAX_JOBS_PER_SESSION)"
-                )
+        if verdict is Admission.TOO_MANY_IN_SESSION:
+            raise TooManyJobs(
+                f"too many running jobs in this session: the limit is {limits.max_jobs_per_session} "
+                "(SERVICE_MAX_JOBS_PER_SESSION)"
+            )
 
     async def start(
         self,
@@ -126,8 +152,8 @@ class JobEngine:
         task_group = self._task_group
         if task_group is None:
             raise RuntimeError("the job engine is not running")
-        self._check_load(session_id)
         job = JobRecord.new(self._storage.new_job_id(), spec, origin, session_id, owner, self.runner_id)
+        await self._admit(job)
         await self._storage.save_job(job)
         live = self._live[job.id] = _LiveJob(job, list(sinks))
         task_group.start_soon(self._run, live, name=f"job {job.id}")
@@ -150,21 +176,33 @@ class JobEngine:
         """
         if self._task_group is None:
             raise RuntimeError("the job engine is not running")
-        self._check_load(session_id)
         job = JobRecord.new(self._storage.new_job_id(), spec, origin, session_id, owner, self.runner_id)
+        await self._admit(job)
         live = self._live[job.id] = _LiveJob(job, list(sinks))
         await self._run(live)
         return live.job
 
     async def cancel(self, job_id: str) -> JobRecord | None:
-        """Cancel a job and wait until it has stopped; a job that already ended is returned as is."""
+        """Cancel a job and wait until it has stopped; a job that already ended is returned as is.
+
+        A job another engine runs is asked to stop through the board, and waited for (up to
+        `CANCEL_WAIT` seconds: then it is returned as it stands).
+        """
         live = self._live.get(job_id)
-        if live is None:
-            return await self._storage.get_job(job_id)
-        live.cancel_scope.cancel()
-        with anyio.CancelScope(shield=True):
-            await live.done.wait()
-        return live.job.model_copy()
+        if live is not None:
+            live.cancel_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                await live.done.wait()
+            return live.job.model_copy()
+        job = await self._storage.get_job(job_id)
+        if job is None or job.status.is_final:
+            return job
+        await self._board.request_cancel(job_id)
+        with anyio.move_on_after(CANCEL_WAIT):
+            while job is not None and not job.status.is_final:
+                await anyio.sleep(0.02)
+                job = await self._storage.get_job(job_id)
+        return job
 
     async def delete(self, job_id: str) -> JobRecord | None:
         """Cancel the job if it runs, then forget it and its notifications; None if there was no such job."""
@@ -201,18 +239,26 @@ class JobEngine:
         its connection alive (and notice a client that has gone).
         """
         partition = job_partition(job_id)
+        idle_since = anyio.current_time()
         while True:
             live = self._live.get(job_id)
             changed = live.next_change() if live is not None else None
+            # Elsewhere: read the record before the log, so that a job seen ended has all its events written.
+            elsewhere = None if live is not None else await self._storage.get_job(job_id)
             for event in await self._storage.read(partition, LOG_STREAM, after):
                 yield event
-                after = event.id
-            if changed is None:
+                after, idle_since = event.id, anyio.current_time()
+            if changed is None and (elsewhere is None or elsewhere.status.is_final):
                 return
-            with anyio.move_on_after(heartbeat) as idle:
-                await changed.wait()
-            if idle.cancelled_caught:
+            remaining = heartbeat - (anyio.current_time() - idle_since)
+            if remaining <= 0:
                 yield None
+                idle_since, remaining = anyio.current_time(), heartbeat
+            if changed is not None:
+                with anyio.move_on_after(remaining):
+                    await changed.wait()
+            else:  # another engine runs it: wait on the store
+                await self._board.wait_for_events(job_id, after, remaining)
 
     async def store_stats(self) -> StoreStats:
         return await self._storage.stats()
@@ -234,7 +280,7 @@ class JobEngine:
             await self._storage.save_job(job)
             with live.cancel_scope:
                 live.touch()
-                start = anyio.current_time()
+                start = saved = anyio.current_time()
                 for index in range(1, job.count + 1):
                     if index > 1:  # the first is due now: no trip through the event loop for it
                         await anyio.sleep_until(start + (index - 1) * job.interval)
@@ -243,6 +289,9 @@ class JobEngine:
                     job.sent = index
                     await self._deliver(live, notification)
                     live.touch()
+                    if anyio.current_time() - saved >= PROGRESS_INTERVAL and index < job.count:
+                        saved = anyio.current_time()
+                        await self._storage.save_job(job)
             job.status = live.cancel_status if live.cancel_scope.cancelled_caught else JobStatus.COMPLETED
         except Exception as exc:
             logger.exception("job %s failed", job.id)
@@ -257,6 +306,7 @@ class JobEngine:
                 try:
                     await self._storage.save_job(job)
                     await self._storage.seal(partition)
+                    await self._board.release(job)
                 finally:
                     del self._live[job.id]
                     live.done.set()
@@ -270,10 +320,3 @@ class JobEngine:
                 # One broken destination (a closed session, say) must not stop the job or the others.
                 logger.warning("job %s: dropping sink %r: %s", live.job.id, sink, exc)
                 live.sinks.remove(sink)
-
-    async def _interrupt_leftovers(self) -> None:
-        for job in await self._storage.unfinished_jobs():
-            job.sent = sum(1 for _ in await self._storage.read(job_partition(job.id), LOG_STREAM))
-            logger.warning("job %s was left %s by a previous run: marked interrupted", job.id, job.status)
-            job.status, job.finished_at = JobStatus.INTERRUPTED, job.finished_at or utcnow()
-            await self._storage.save_job(job)

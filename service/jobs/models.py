@@ -6,6 +6,8 @@ REST answers with its own public shape of a record (`service.api.schemas.Job`).
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ __all__ = [
     "JobStatus",
     "SpecLimits",
     "new_job_id",
+    "new_runner_id",
     "spec_model",
     "utcnow",
 ]
@@ -177,6 +180,11 @@ def new_job_id() -> str:
     # 48-bit time | version 7 | 12 random bits | variant 0b10 | 62 random bits
     value = (millis << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
     return f"{value:032x}"
+
+
+def new_runner_id() -> str:
+    """This process among its replicas: its host, its pid, and a random part (pids are reused)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def utcnow() -> datetime:

@@ -41,7 +41,7 @@ class Sink(Protocol):
 class SessionDirectory(Protocol):
     """The live MCP sessions, as places to deliver to."""
 
-    def sink_for(self, session_id: str, owner: str | None) -> Sink | None:
+    async def sink_for(self, session_id: str, owner: str | None) -> Sink | None:
         """The session's GET stream, if the session is live and belongs to `owner` (None without authentication)."""
         ...
 

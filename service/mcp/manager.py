@@ -3,27 +3,36 @@
 Overrides the manager's private `_admit_session` and `_discard_session`: the SDK has no
 public hook for a session's start or end (`tests/mcp/test_sdk_seam.py` guards both).
 Upstream, a transport factory and an `on_session_closed` callback would remove them.
+
+With a replica id (`SERVICE_REPLICA_ID`), session ids carry it as a prefix, `<replica>.<hex>`
+(visible ASCII, as the spec asks), so that a load balancer can send each request of a
+session to the replica that holds it; the `SessionRelay` records which replica holds which
+session, and carries notifications of jobs that run elsewhere to it.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import uuid4
 
+import anyio
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from typing_extensions import override
 
-from service.jobs.sinks import Sink
+from service.jobs.sinks import Notification, Sink
 from service.mcp import fast_path as speed_layer
 from service.mcp.event_store import SessionEventStore, session_partition
 from service.mcp.resumable import ResumableTransport
-from service.mcp.sinks import SessionStreamSink
-from service.stores.base import EventLog
+from service.mcp.sinks import RelayedSessionSink, SessionStreamSink
+from service.stores.base import EventLog, SessionRelay
 
 __all__ = ["SessionManager"]
+
+logger = logging.getLogger(__name__)
 
 
 class SessionManager(StreamableHTTPSessionManager):
@@ -40,25 +49,48 @@ class SessionManager(StreamableHTTPSessionManager):
         app: Server[Any],
         *,
         event_log: EventLog,
+        relay: SessionRelay,
         ping_interval: float,
+        replica: str = "",
         fast_path: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(app, event_store=None, **options)
         self._event_log = event_log
+        self._relay = relay
+        self._id_prefix = f"{replica}." if replica else ""
         self._ping_interval = ping_interval
         self._transport_class = speed_layer.FastTransport if fast_path else ResumableTransport
         # Each live session's principal (None without authentication). Our own record: on
         # shutdown the SDK forgets its sessions before it discards them.
         self._owners: dict[str, str | None] = {}
 
-    def sink_for(self, session_id: str, owner: str | None) -> Sink | None:
-        """Where a job started elsewhere reaches the session's GET stream; None unless it is live and `owner`'s."""
-        transport = self._server_instances.get(session_id)
-        if session_id not in self._owners or self._owners[session_id] != owner:
+    async def sink_for(self, session_id: str, owner: str | None) -> Sink | None:
+        """Where a job started elsewhere reaches the session's GET stream; None unless it is live and `owner`'s.
+
+        A session held by another replica is reached through the relay.
+        """
+        if session_id in self._owners:
+            if self._owners[session_id] != owner:
+                return None
+            transport = self._server_instances.get(session_id)
+            assert isinstance(transport, ResumableTransport)  # `_admit_session` built it
+            return SessionStreamSink(transport)
+        found = await self._relay.find_session(session_id)
+        if found is None or found.owner != owner:
             return None
-        assert isinstance(transport, ResumableTransport)  # `_admit_session` built it
-        return SessionStreamSink(transport)
+        return RelayedSessionSink(self._relay, found.replica, session_id)
+
+    async def deliver(self, session_id: str, notification: Notification) -> None:
+        """A notification relayed from another replica, for a session held here."""
+        transport = self._server_instances.get(session_id)
+        if session_id not in self._owners or not isinstance(transport, ResumableTransport):
+            logger.debug("relayed notification for session %s, which is gone: dropped", session_id)
+            return
+        try:
+            await SessionStreamSink(transport).send(notification)
+        except anyio.ClosedResourceError:
+            logger.debug("relayed notification for session %s, which has ended: dropped", session_id)
 
     def __len__(self) -> int:
         return len(self._owners)
@@ -72,7 +104,7 @@ class SessionManager(StreamableHTTPSessionManager):
     def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
             return None
-        session_id = uuid4().hex
+        session_id = f"{self._id_prefix}{uuid4().hex}"
         transport = self._transport_class(
             mcp_session_id=session_id,
             event_store=SessionEventStore(self._event_log, session_id),
@@ -85,7 +117,8 @@ class SessionManager(StreamableHTTPSessionManager):
         if requestor is not None:
             self._session_owners[session_id] = requestor
         self._server_instances[session_id] = transport
-        self._owners[session_id] = None if requestor is None else requestor["client_id"]
+        owner = self._owners[session_id] = None if requestor is None else requestor["client_id"]
+        self._relay.register_session(session_id, owner)
         return transport
 
     @override
@@ -93,4 +126,5 @@ class SessionManager(StreamableHTTPSessionManager):
         await super()._discard_session(session_id, transport)
         if session_id in self._owners:
             del self._owners[session_id]
+            self._relay.unregister_session(session_id)
             await self._event_log.end_partition(session_partition(session_id))

@@ -10,8 +10,9 @@ from mcp_types import JSONRPCNotification, RequestId
 
 from service.jobs.sinks import Notification
 from service.mcp.resumable import ResumableTransport
+from service.stores.base import SessionRelay
 
-__all__ = ["LOGGER_NAME", "RequestStreamSink", "SessionStreamSink"]
+__all__ = ["LOGGER_NAME", "RelayedSessionSink", "RequestStreamSink", "SessionStreamSink"]
 
 LOGGER_NAME = "notification-stream"
 
@@ -45,3 +46,15 @@ class SessionStreamSink:
         params = {"level": "info", "logger": LOGGER_NAME, "data": notification.message}
         message = JSONRPCNotification(jsonrpc="2.0", method="notifications/message", params=params)
         await self.transport.push(SessionMessage(message))
+
+
+@dataclass(frozen=True, slots=True)
+class RelayedSessionSink:
+    """The GET stream of a session that another replica holds: the relay hands it to that replica."""
+
+    relay: SessionRelay
+    replica: str
+    session_id: str
+
+    async def send(self, notification: Notification) -> None:
+        await self.relay.relay(self.replica, self.session_id, notification)

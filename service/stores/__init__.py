@@ -1,32 +1,69 @@
-"""Storage backends behind one interface (`service.stores.base.Storage`)."""
+"""Storage backends behind one interface (`service.stores.base.Storage`), with their board and relay."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from service.settings import Settings, StoreBackend
-from service.stores.base import Retention, Storage
+from service.stores.base import JobBoard, Retention, SessionRelay, Storage
+from service.stores.local import LocalBoard, LocalRelay
 from service.stores.memory import MemoryStorage
+from service.stores.redis import RedisStorage
 from service.stores.sqlite import SQLiteStorage
 
-__all__ = ["MemoryStorage", "Retention", "SQLiteStorage", "Storage", "check_storage", "create_storage"]
+__all__ = [
+    "MemoryStorage",
+    "RedisStorage",
+    "Retention",
+    "SQLiteStorage",
+    "Storage",
+    "Stores",
+    "check_storage",
+    "create_stores",
+]
 
 
-def create_storage(settings: Settings) -> Storage:
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """The store, and what the processes that share it agree on through it (one process: the local ones)."""
+
+    storage: Storage
+    board: JobBoard
+    relay: SessionRelay
+
+
+def create_stores(settings: Settings, *, runner_id: str = "", replica: str = "") -> Stores:
     retention = Retention(
         events=settings.event_retention,
         jobs=settings.job_retention,
         max_jobs=settings.max_stored_jobs or None,
     )
+    if settings.store is StoreBackend.REDIS:
+        redis = RedisStorage(
+            settings.redis_url,
+            max_events_per_partition=settings.max_events_per_session,
+            retention=retention,
+            prefix=settings.redis_prefix,
+            replica=replica or runner_id,
+            runner=runner_id,
+            idle_horizon=settings.session_idle_timeout,
+            lease_ttl=settings.lease_ttl,
+        )
+        return Stores(redis, redis, redis)
+    storage: Storage
     if settings.store is StoreBackend.MEMORY:
-        return MemoryStorage(max_events_per_partition=settings.max_events_per_session, retention=retention)
-    return SQLiteStorage(
-        settings.sqlite_path,
-        max_events_per_partition=settings.max_events_per_session,
-        retention=retention,
-        flush_interval=settings.sqlite_flush_interval,
-    )
+        storage = MemoryStorage(max_events_per_partition=settings.max_events_per_session, retention=retention)
+    else:
+        storage = SQLiteStorage(
+            settings.sqlite_path,
+            max_events_per_partition=settings.max_events_per_session,
+            retention=retention,
+            flush_interval=settings.sqlite_flush_interval,
+        )
+    return Stores(storage, LocalBoard(storage), LocalRelay())
 
 
 async def check_storage(settings: Settings) -> None:
     """Open and close the configured store once: start-up fails early, with a clear message, on a bad path."""
-    async with create_storage(settings):
+    async with create_stores(settings).storage:
         pass

@@ -3,9 +3,11 @@
 A backend is one class in one file that satisfies `Storage`. Events live in *partitions*
 (an MCP session, or a job's own log, `job_partition(id)`); a partition holds one or more
 *streams* (the SDK's per-request stream ids, `_GET_stream`, or a job log's single stream).
-Event ids are integers from one sequence per store, so ids sort in store order; they are
-never reused, and an id is only ever looked up inside the partition that asks for it, so one
-session can neither read nor guess its way into another's events.
+Event ids are positive integers that increase within a partition and are never reused in
+it (memory and SQLite draw them from one sequence per store, Redis from its writer's clock);
+an id is only ever looked up inside the partition that asks for it, so one session can
+neither read nor guess its way into another's events. A partition has one writer at a time:
+the process that holds the session, or the engine that runs the job.
 
 What is kept, and for how long (`Retention`), is part of the contract:
 - a session's events while it lives and `events` seconds after `end_partition`; a session left
@@ -19,24 +21,36 @@ full pass now.
 
 Payloads are serialized bytes, never message objects: retaining millions of pydantic
 objects costs the cyclic garbage collector dearly.
+
+Replicas that share a store also share a `JobBoard` (who runs which job, the cluster-wide
+limits, requests to stop a job) and a `SessionRelay` (which replica holds which MCP session,
+and a way to reach it). One process alone has the local ones (`service.stores.local`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, Self
 
 from service.jobs.models import JobRecord, JobStatus
+from service.jobs.sinks import Notification
 
 __all__ = [
     "EVENT_ID_PATTERN",
     "JOB_LOG_PREFIX",
+    "LOG_STREAM",
+    "Admission",
     "EventLog",
+    "JobBoard",
     "JobStore",
     "Retention",
+    "Runner",
+    "SessionRecord",
+    "SessionRelay",
     "Storage",
     "StoreError",
     "StoreStats",
@@ -46,6 +60,8 @@ __all__ = [
 ]
 
 JOB_LOG_PREFIX = "job:"
+LOG_STREAM = "log"
+"""The one stream of a job's log partition."""
 
 
 def job_partition(job_id: str) -> str:
@@ -164,3 +180,75 @@ class Storage(EventLog, JobStore, Protocol):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
+
+
+class Admission(StrEnum):
+    """What the board says to one more job."""
+
+    ADMITTED = "admitted"
+    TOO_MANY_JOBS = "too many jobs"
+    TOO_MANY_IN_SESSION = "too many jobs in the session"
+
+
+class Runner(Protocol):
+    """The engine, as the board sees it: the jobs it runs, and a way to stop one."""
+
+    def running_job_ids(self) -> Collection[str]: ...
+
+    def stop(self, job_id: str, status: JobStatus) -> None:
+        """Cancel a job this engine runs; it ends as `status`."""
+        ...
+
+
+class JobBoard(Protocol):
+    """What the engines that share a store agree on: how many jobs run, which engine runs each, who must stop.
+
+    A job is admitted (counted against the limits, across every engine of the store, and
+    leased to the engine that runs it), then released when its final record is saved.
+    """
+
+    async def admit(self, job: JobRecord, *, max_jobs: int, max_jobs_per_session: int) -> Admission: ...
+
+    async def release(self, job: JobRecord) -> None: ...
+
+    async def request_cancel(self, job_id: str) -> None:
+        """Ask whichever engine runs the job to cancel it: a durable request, not a message that may be lost."""
+        ...
+
+    async def abandoned_jobs(self) -> Sequence[JobRecord]:
+        """Unfinished jobs that no engine runs any more (their engine crashed, or lost its lease)."""
+        ...
+
+    async def watch(self, runner: Runner) -> None:
+        """Run until cancelled: keep `runner`'s jobs leased, and stop the ones someone asked to cancel (or lost)."""
+        ...
+
+    async def wait_for_events(self, job_id: str, after: int, within: float) -> None:
+        """Return when the job's log may hold events after `after`, or it was sealed, or `within` seconds passed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    replica: str
+    owner: str | None
+
+
+class SessionRelay(Protocol):
+    """Which replica holds each live MCP session, and a way to deliver a job's notifications to it."""
+
+    def register_session(self, session_id: str, owner: str | None) -> None:
+        """Record that this replica holds the session (queued: the SDK admits sessions synchronously)."""
+        ...
+
+    def unregister_session(self, session_id: str) -> None: ...
+
+    async def find_session(self, session_id: str) -> SessionRecord | None: ...
+
+    async def relay(self, replica: str, session_id: str, notification: Notification) -> None:
+        """Hand a notification to the replica that holds the session (it pushes it to its GET stream)."""
+        ...
+
+    async def serve_relayed(self, deliver: Callable[[str, Notification], Awaitable[None]]) -> None:
+        """Run until cancelled: pass every notification relayed to this replica to `deliver(session_id, ...)`."""
+        ...

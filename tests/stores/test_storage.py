@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from uuid import uuid4
 
 import anyio
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus, new_job_id, utcnow
 from service.stores.base import Retention, Storage, job_partition
 from service.stores.memory import MemoryStorage
+from service.stores.redis import RedisStorage
 from service.stores.sqlite import PURGE_BATCH, WRITE_CHUNK, SQLiteStorage
 
 pytestmark = [pytest.mark.anyio, pytest.mark.in_process]
@@ -20,11 +22,21 @@ Factory = Callable[..., Storage]
 KEEP = Retention(events=60, jobs=60)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
 def make_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
+    redis_url = None
+    if request.param.startswith("redis"):
+        node = request.getfixturevalue("redis" if request.param == "redis" else "redis_cluster_node")
+        redis_url = node.url
+    prefix = f"t{uuid4().hex[:12]}"  # each test its own keys: the server is shared
+
     def make(*, max_events: int = 1000, retention: Retention = KEEP) -> Storage:
         if request.param == "memory":
             return MemoryStorage(max_events_per_partition=max_events, retention=retention)
+        if redis_url is not None:
+            return RedisStorage(
+                redis_url, max_events_per_partition=max_events, retention=retention, prefix=prefix, stats_cache=0
+            )
         return SQLiteStorage(
             tmp_path / "store.db", max_events_per_partition=max_events, retention=retention, flush_interval=0.01
         )

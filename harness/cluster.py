@@ -1,0 +1,146 @@
+"""`mcp-notification-service cluster` as a process of its own: Redis, replicas and a balancer on free ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from random import randrange
+
+import httpx
+
+__all__ = ["ClusterProcess", "free_port_run", "running_cluster"]
+
+_PART = re.compile(r"^(redis|replica (\S+)|balancer \((\w+)\))\s+pid (\d+)\s+(\S+)")
+
+
+def free_port_run(length: int) -> int:
+    """The first of `length` consecutive free ports of 127.0.0.1 (the balancer's, then one per replica)."""
+    for _ in range(200):
+        first = randrange(20_000, 30_000)
+        if all(_free(first + offset) for offset in range(length)):
+            return first
+    raise RuntimeError(f"no {length} consecutive free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class ClusterProcess:
+    """The supervisor, and what it printed it started: each part's pid and address."""
+
+    workdir: Path
+    replicas: int = 3
+    balancer: str = "caddy"
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    """The balancer's: what clients use."""
+    proc: subprocess.Popen[str] | None = None
+    pids: dict[str, int] = field(default_factory=dict)
+    """`redis`, `r1`... and `balancer`, as last printed (a restarted replica prints its new pid)."""
+    redis_url: str = ""
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def mcp_url(self) -> str:
+        return f"{self.base_url}/mcp"
+
+    def replica_url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.port + index}"
+
+    def start(self, timeout: float = 60.0) -> ClusterProcess:
+        self.port = self.port or free_port_run(self.replicas + 1)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        env = {
+            **{key: value for key, value in os.environ.items() if not key.startswith("SERVICE_")},
+            "SERVICE_PORT": str(self.port),
+            "SERVICE_LOG_LEVEL": "WARNING",
+            "SERVICE_REDIS_PREFIX": f"c{self.port}",
+            **self.env,
+        }
+        args = [sys.executable, "-m", "service", "cluster", "--replicas", str(self.replicas)]
+        self.proc = subprocess.Popen(
+            [*args, "--balancer", self.balancer],
+            cwd=self.workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        ready = threading.Event()
+        threading.Thread(target=self._read, args=(ready,), daemon=True).start()
+        if not ready.wait(timeout) or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError("the cluster did not start:\n" + "\n".join(self.lines))
+        return self
+
+    def _read(self, ready: threading.Event) -> None:
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+            if (found := _PART.match(line)) is not None:
+                name = "redis" if found.group(1) == "redis" else found.group(2) or "balancer"
+                self.pids[name] = int(found.group(4))
+                if name == "redis":
+                    self.redis_url = found.group(5)
+            if line.startswith("cluster ready"):
+                ready.set()
+        ready.set()
+
+    def wait_for_restart(self, replica: str, old_pid: int, timeout: float = 30.0) -> int:
+        """The new pid of a replica the supervisor started again, once it answers."""
+        deadline = time.monotonic() + timeout
+        index = int(replica.removeprefix("r"))
+        while time.monotonic() < deadline:
+            pid = self.pids.get(replica, old_pid)
+            if pid != old_pid:
+                try:
+                    if httpx.get(f"{self.replica_url(index)}/healthz", timeout=1).status_code == 200:
+                        return pid
+                except httpx.TransportError:
+                    pass
+            time.sleep(0.1)
+        raise AssertionError(f"{replica} was not restarted in {timeout}s:\n" + "\n".join(self.lines))
+
+    def stop(self, timeout: float = 60.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@contextmanager
+def running_cluster(
+    workdir: Path, *, replicas: int = 3, balancer: str = "caddy", **env: str
+) -> Iterator[ClusterProcess]:
+    cluster = ClusterProcess(workdir, replicas, balancer, dict(env)).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,0 +1,1 @@
+"""Several replicas on one machine: the processes `mcp-notification-service cluster` starts and watches."""

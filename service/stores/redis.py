@@ -1,0 +1,842 @@
+"""Redis: the store that replicas share, with their job board and session relay (`SERVICE_STORE=redis`).
+
+Keys (`<p>` is `SERVICE_REDIS_PREFIX`). What one job or one partition owns shares a hash
+tag, so every script below touches one slot and works on Redis Cluster too:
+
+    <p>:ev:{<partition>}       stream: the partition's events, id `<event id>-0`, fields s (stream), d (data)
+    <p>:job:{job:<id>}         string: the job's record (JSON)
+    <p>:lease:{job:<id>}       string: `<runner>:<epoch>` of the engine that runs it, expiring unless renewed
+    <p>:cancel:{job:<id>}      string: someone asked for the job to stop
+    <p>:{jobs}:created         sorted set: every job, by creation time (microseconds)
+    <p>:{jobs}:owner:<name>    sorted set: one principal's jobs, likewise
+    <p>:{jobs}:unfinished      sorted set: pending and running jobs, by admission time
+    <p>:{jobs}:session:<id>    set: one MCP session's unfinished jobs
+    <p>:{jobs}:finished        sorted set: finished jobs, by the time they finished
+    <p>:{jobs}:purged          string: the newest job id that retention purged
+    <p>:session:{<id>}         hash: a live MCP session's replica and owner
+    <p>:inbox:{<replica>}      stream: notifications relayed to that replica's sessions
+
+Writes are queued and sent together every `flush_interval` seconds, in one pipeline,
+so a tool call costs about one round trip however many events it writes. That is possible
+because the store never has to ask Redis for an event id: a partition has one writer, and
+its ids come from the writer's clock (microseconds, kept strictly increasing). Redis refuses
+an explicit stream id that is not above the stream's top, which makes a retried write
+harmless and refuses a writer whose ids went back in time. A job's events are also fenced by
+its lease: the append script checks, in the same step, that the writer still holds it.
+
+Retention: a session's stream expires `Retention.events` seconds after its last append
+(every append renews it, and `end_partition` sets it), and is trimmed to
+`max_events_per_partition` on every append. Finished jobs go in the purge, which every
+replica runs once a second: one script claims a batch of expired (or over the cap) ids in
+`{jobs}`, then each job's keys are deleted in its own slot. Records and logs also carry a
+late expiry of their own, in case a purge never reaches them.
+
+Replication in Redis is asynchronous: a write acknowledged by a master can be lost if that
+master fails before a replica has it. Run Redis with persistence and replicas for durability;
+`WAIT` narrows the window, it does not close it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError, ResponseError
+
+from service.jobs.models import JobRecord, JobStatus, new_job_id, utcnow
+from service.jobs.sinks import Notification
+from service.stores.base import (
+    JOB_LOG_PREFIX,
+    Admission,
+    Retention,
+    Runner,
+    SessionRecord,
+    StoredEvent,
+    StoreError,
+    StoreStats,
+)
+
+__all__ = ["RedisStorage"]
+
+logger = logging.getLogger(__name__)
+
+Client = aioredis.Redis | RedisCluster
+
+PURGE_INTERVAL = 1.0
+PURGE_BATCH = 256
+SEAL = ""
+"""The stream name of the entry `seal` writes: no reader's stream, but it wakes a follower."""
+RELAY_BACKLOG = 100_000
+"""Entries a replica's inbox keeps at most (approximately): a replica that is gone does not grow it forever."""
+
+# KEYS[1] the partition's stream; KEYS[2], for a job's log, its lease.
+# ARGV: maxlen, ttl ms (0: leave the expiry alone), lease token; then id, stream, has data, data per event.
+_APPEND = """
+if #KEYS == 2 and redis.call('GET', KEYS[2]) ~= ARGV[3] then
+  return redis.error_reply('FENCED this engine no longer holds the lease of the job')
+end
+local written = 0
+for i = 4, #ARGV, 4 do
+  local r
+  if ARGV[i + 2] == '1' then
+    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', ARGV[1], ARGV[i] .. '-0', 's', ARGV[i + 1], 'd', ARGV[i + 3])
+  else
+    r = redis.pcall('XADD', KEYS[1], 'MAXLEN', ARGV[1], ARGV[i] .. '-0', 's', ARGV[i + 1])
+  end
+  if type(r) == 'table' and r.err then
+    if not string.find(r.err, 'equal or smaller', 1, true) then return r end
+  else
+    written = written + 1
+  end
+end
+if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return written
+"""
+
+# KEYS: record, log. ARGV: record JSON, ttl ms of a finished job (0 while it runs).
+_SAVE_JOB = """
+if ARGV[2] == '0' then
+  redis.call('SET', KEYS[1], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return 1
+"""
+
+# The indexes' scripts take the owner's and the session's keys only when the job has them
+# (`_optional_keys`): ARGV[1] and ARGV[2] say which of the two follow the fixed keys.
+_OPTIONAL_KEYS = """
+local owner, session, k = nil, nil, FIXED + 1
+if ARGV[1] == '1' then owner = KEYS[k]; k = k + 1 end
+if ARGV[2] == '1' then session = KEYS[k] end
+"""
+
+# KEYS: created, unfinished, finished, [owner], [session].
+# ARGV: has owner, has session, id, created (us), admitted or finished time (us), '1' if finished, ttl ms.
+_INDEX = (
+    "local FIXED = 3"
+    + _OPTIONAL_KEYS
+    + """
+redis.call('ZADD', KEYS[1], 'NX', ARGV[4], ARGV[3])
+if owner then redis.call('ZADD', owner, 'NX', ARGV[4], ARGV[3]) end
+if ARGV[6] == '1' then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  if session then redis.call('SREM', session, ARGV[3]) end
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
+else
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[5], ARGV[3])
+  if session then
+    redis.call('SADD', session, ARGV[3])
+    redis.call('PEXPIRE', session, ARGV[7])
+  end
+end
+return 1
+"""
+)
+
+# KEYS: created, unfinished, [owner], [session].
+# ARGV: has owner, has session, id, created (us), now (us), max jobs, max per session, ttl ms.
+# Admission and indexing in one step: a job refused is nowhere, a job admitted is listed at once.
+_ADMIT = (
+    "local FIXED = 2"
+    + _OPTIONAL_KEYS
+    + """
+if redis.call('ZSCORE', KEYS[2], ARGV[3]) then return 0 end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return 1 end
+if session then
+  if redis.call('SCARD', session) >= tonumber(ARGV[7]) then return 2 end
+  redis.call('SADD', session, ARGV[3])
+  redis.call('PEXPIRE', session, ARGV[8])
+end
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+if owner then redis.call('ZADD', owner, ARGV[4], ARGV[3]) end
+return 0
+"""
+)
+
+# KEYS: created, unfinished, finished, [owner], [session]. ARGV: has owner, has session, id.
+_UNINDEX = (
+    "local FIXED = 3"
+    + _OPTIONAL_KEYS
+    + """
+redis.call('ZREM', KEYS[1], ARGV[3])
+redis.call('ZREM', KEYS[2], ARGV[3])
+redis.call('ZREM', KEYS[3], ARGV[3])
+if owner then redis.call('ZREM', owner, ARGV[3]) end
+if session then redis.call('SREM', session, ARGV[3]) end
+return 1
+"""
+)
+
+# KEYS: finished, created, purged. ARGV: finished before (us), cap (-1: none), batch.
+# Claims (removes from the indexes) a batch of jobs to purge, so two replicas never purge the same.
+_CLAIM_EXPIRED = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local cap = tonumber(ARGV[2])
+if cap >= 0 and #ids < tonumber(ARGV[3]) then
+  local over = redis.call('ZCARD', KEYS[1]) - #ids - cap
+  if over > 0 then
+    local more = redis.call('ZRANGE', KEYS[1], #ids, #ids + math.min(over, tonumber(ARGV[3]) - #ids) - 1)
+    for _, id in ipairs(more) do table.insert(ids, id) end
+  end
+end
+local newest = redis.call('GET', KEYS[3]) or ''
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+  if id > newest then newest = id end
+end
+if #ids > 0 then redis.call('SET', KEYS[3], newest) end
+return ids
+"""
+
+# KEYS: record, log, lease, cancel. Returns the log's length before it went.
+_DROP_JOB = """
+local events = redis.call('XLEN', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return events
+"""
+
+# KEYS: lease, cancel. ARGV: token, ttl ms. 1: renewed, 2: renewed and asked to stop, 0: lost.
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
+return 1
+"""
+
+# KEYS: lease. ARGV: token.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+# KEYS: record, lease, log. ARGV: finished_at, ttl ms, log stream name.
+# An unfinished job without a lease: nobody runs it any more. Recorded as interrupted, log sealed.
+# Returns the new record; 'gone' for a job admitted whose record was never written (its engine died first).
+_REAP = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 'gone' end
+local job = cjson.decode(raw)
+if job.status ~= 'pending' and job.status ~= 'running' then return false end
+local sent = 0
+for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '-', '+')) do
+  if entry[2][2] == ARGV[3] then sent = sent + 1 end
+end
+job.status = 'interrupted'
+job.sent = sent
+job.finished_at = ARGV[1]
+local out = cjson.encode(job)
+redis.call('SET', KEYS[1], out, 'PX', ARGV[2])
+redis.call('XADD', KEYS[3], '*', 's', '')
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+return out
+"""
+
+
+def _tag(name: str) -> str:
+    """`name` as a hash tag: the part of a key Redis Cluster hashes. Braces inside would end it early."""
+    return "{" + name.replace("{", "(").replace("}", ")") + "}"
+
+
+class _Signal:
+    """A settable, clearable flag to wait on, made before any event loop runs (as `create_app` does)."""
+
+    def __init__(self) -> None:
+        self._event: anyio.Event | None = None
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+
+    def clear(self) -> None:
+        self._set, self._event = False, None
+
+    async def wait(self) -> None:
+        if not self._set:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+
+
+def _micros() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(slots=True)
+class _Queued:
+    """Writes waiting for the next flush."""
+
+    events: dict[str, list[tuple[int, str, bytes | None]]]
+    jobs: dict[str, JobRecord]
+    commands: list[tuple[Any, ...]]
+
+    @classmethod
+    def empty(cls) -> _Queued:
+        return cls({}, {}, [])
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.jobs or self.commands)
+
+
+class RedisStorage:
+    """`Storage`, `JobBoard` and `SessionRelay` on one Redis (or Redis Cluster), shared by every replica."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_events_per_partition: int,
+        retention: Retention,
+        prefix: str = "mns",
+        replica: str = "",
+        runner: str = "",
+        idle_horizon: float = 1800.0,
+        lease_ttl: float = 3.0,
+        flush_interval: float = 0.002,
+        stats_cache: float = 5.0,
+    ) -> None:
+        self._url = url
+        self._max_events = max_events_per_partition
+        self._retention = retention
+        self._prefix = prefix
+        self.replica = replica
+        self._runner = runner or new_job_id()[-12:]
+        self._open_ttl = round((retention.events + idle_horizon) * 1000)
+        self._lease_ms = round(lease_ttl * 1000)
+        self._flush_interval = flush_interval
+        self._client: Client | None = None
+        self._cluster = False
+        self._queued = _Queued.empty()
+        self._writing = _Queued.empty()
+        self._wake = _Signal()
+        self._flush_lock = anyio.Lock()
+        self._failure: StoreError | None = None
+        self._last_id = 0
+        self._tokens: dict[str, str] = {}
+        """The lease token of every job this engine runs (its log's appends are fenced by it)."""
+        self._stack = AsyncExitStack()
+        self._stats: tuple[float, StoreStats] | None = None
+        self._stats_cache = stats_cache
+        """Seconds `stats` reuses its count: counting walks every stream, and health probes ask often."""
+        self._local_sessions: set[str] = set()
+
+    # Keys
+
+    def _events_key(self, partition: str) -> str:
+        return f"{self._prefix}:ev:{_tag(partition)}"
+
+    def _job_key(self, job_id: str, kind: str = "job") -> str:
+        """One of a job's keys, all in its log's slot: `ev` is its log."""
+        return f"{self._prefix}:{kind}:{_tag(JOB_LOG_PREFIX + job_id)}"
+
+    def _index(self, name: str) -> str:
+        return f"{self._prefix}:{{jobs}}:{name}"
+
+    def _session_key(self, session_id: str) -> str:
+        return f"{self._prefix}:session:{_tag(session_id)}"
+
+    def _inbox(self, replica: str) -> str:
+        return f"{self._prefix}:inbox:{_tag(replica)}"
+
+    @property
+    def _redis(self) -> Client:
+        if self._client is None:
+            raise StoreError("the Redis store is not open")
+        return self._client
+
+    # Lifecycle
+
+    async def __aenter__(self) -> Self:
+        try:
+            client: Client = aioredis.Redis.from_url(self._url)
+            info = await client.info("cluster")
+            if info.get("cluster_enabled"):
+                await client.aclose()
+                client = RedisCluster.from_url(self._url)
+                await client.initialize()
+                self._cluster = True
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"cannot reach Redis at {self._url}: {exc}") from exc
+        self._client = client
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(self._close_client)
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            task_group.start_soon(self._flush_forever)
+            stack.callback(task_group.cancel_scope.cancel)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.flush()
+            except StoreError as error:
+                logger.error("Redis store closed with writes it could not make: %s", error)
+        await self._stack.aclose()
+
+    async def _close_client(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # Writing
+
+    def _next_id(self) -> int:
+        self._last_id = max(_micros(), self._last_id + 1)
+        return self._last_id
+
+    def _queue(self) -> _Queued:
+        if self._failure is not None:
+            raise self._failure
+        self._wake.set()
+        return self._queued
+
+    async def flush(self) -> None:
+        """Send everything queued so far; raise `StoreError` if Redis refuses it (it stays queued)."""
+        async with self._flush_lock:
+            if self._queued:
+                self._writing, self._queued = self._queued, _Queued.empty()
+                await self._write(self._writing)
+        if self._failure is not None:
+            raise self._failure
+
+    async def _write(self, batch: _Queued) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        # Events, then records, then seals: whoever sees a job ended (its record) finds all of its
+        # events, and a follower woken by a log's seal finds the record final.
+        seals = []
+        for partition, events in batch.events.items():
+            if events[-1][1] == SEAL:
+                seals.append((partition, events[-1:]))
+                events = events[:-1]
+            if events:
+                self._queue_append(pipe, partition, events)
+        for job in batch.jobs.values():
+            self._queue_job_writes(pipe, job)
+        for partition, seal in seals:
+            self._queue_append(pipe, partition, seal)
+        for command in batch.commands:
+            pipe.execute_command(*command)
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            self._failed(batch, exc)
+            return
+        errors = [result for result in results if isinstance(result, Exception)]
+        fenced = [error for error in errors if "FENCED" in str(error)]
+        for error in fenced:
+            logger.error("Redis store: %s; its events were dropped", error)
+        if len(errors) > len(fenced):
+            self._failed(batch, errors[0])
+            return
+        self._failure = None
+        self._writing = _Queued.empty()
+
+    def _failed(self, batch: _Queued, exc: BaseException) -> None:
+        """Keep the batch for the next flush (every write is idempotent) and make appenders say so."""
+        queued = self._queued
+        for partition, events in queued.events.items():
+            batch.events.setdefault(partition, []).extend(events)
+        batch.jobs.update(queued.jobs)
+        batch.commands.extend(queued.commands)
+        self._queued, self._writing = batch, _Queued.empty()
+        self._failure = StoreError(f"Redis: {exc}")
+
+    def _queue_append(self, pipe: Any, partition: str, events: list[tuple[int, str, bytes | None]]) -> None:
+        is_job = partition.startswith(JOB_LOG_PREFIX)
+        keys = [self._events_key(partition)]
+        token = ""
+        if is_job:
+            job_id = partition.removeprefix(JOB_LOG_PREFIX)
+            token = self._tokens.get(job_id, "")
+            if token:
+                keys.append(self._job_key(job_id, "lease"))
+        # A job's log has room for its seal besides its events; a session's expires after its last event.
+        maxlen = self._max_events + 1 if is_job else self._max_events
+        args: list[Any] = [maxlen, 0 if is_job else self._open_ttl, token]
+        for event_id, stream, data in events:
+            args += [event_id, stream, "0" if data is None else "1", data or b""]
+        pipe.eval(_APPEND, len(keys), *keys, *args)
+
+    def _queue_job_writes(self, pipe: Any, job: JobRecord) -> None:
+        final = job.status.is_final
+        ttl = round((self._retention.jobs * 2 + 3600) * 1000) if final else 0
+        pipe.eval(_SAVE_JOB, 2, self._job_key(job.id), self._job_key(job.id, "ev"), job.model_dump_json(), ttl)
+        created = round(job.created_at.timestamp() * 1_000_000)
+        when = round(job.finished_at.timestamp() * 1_000_000) if final and job.finished_at else _micros()
+        fixed = (self._index("created"), self._index("unfinished"), self._index("finished"))
+        keys, flags = self._optional_keys(job.owner, job.session_id)
+        args = (job.id, created, when, "1" if final else "0", self._open_ttl)
+        pipe.eval(_INDEX, len(fixed) + len(keys), *fixed, *keys, *flags, *args)
+
+    def _optional_keys(self, owner: str | None, session_id: str | None) -> tuple[list[str], tuple[str, str]]:
+        """The index keys of a job's owner and session, and the flags that tell `_OPTIONAL_KEYS` which are there."""
+        keys = []
+        if owner is not None:
+            keys.append(self._index(f"owner:{owner}"))
+        if session_id is not None:
+            keys.append(self._index(f"session:{session_id}"))
+        return keys, ("0" if owner is None else "1", "0" if session_id is None else "1")
+
+    async def _flush_forever(self) -> None:
+        next_purge = time.monotonic() + PURGE_INTERVAL
+        while True:
+            with anyio.move_on_after(max(0.0, next_purge - time.monotonic())):
+                await self._wake.wait()
+                await anyio.sleep(self._flush_interval)  # let the writes of this moment join the batch
+            self._wake.clear()
+            with suppress(StoreError):  # `_failure` makes appenders report it; keep retrying
+                await self.flush()
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + PURGE_INTERVAL
+                try:
+                    await self._purge_step()
+                except StoreError as exc:
+                    logger.warning("Redis store: purge failed: %s", exc)
+
+    # EventLog
+
+    async def append(self, partition: str, stream: str, data: bytes | None) -> int:
+        queue = self._queue()
+        event_id = self._next_id()
+        queue.events.setdefault(partition, []).append((event_id, stream, data))
+        return event_id
+
+    async def stream_of(self, partition: str, event_id: int) -> str | None:
+        await self.flush()
+        entry = f"{event_id}-0"
+        found = await self._call(self._redis.xrange(self._events_key(partition), entry, entry))
+        return found[0][1][b"s"].decode() if found else None
+
+    async def read(self, partition: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
+        await self.flush()
+        entries = await self._call(self._redis.xrange(self._events_key(partition), f"({after}-0", "+"))
+        wanted = stream.encode()
+        return [_event(entry_id, fields) for entry_id, fields in entries if fields[b"s"] == wanted]
+
+    async def end_partition(self, partition: str) -> None:
+        self._queue().commands.append(("PEXPIRE", self._events_key(partition), round(self._retention.events * 1000)))
+
+    async def seal(self, partition: str) -> None:
+        """Mark the end of the log (for followers on other replicas); the events stay."""
+        await self.append(partition, SEAL, None)
+
+    # JobStore
+
+    def new_job_id(self) -> str:
+        return new_job_id()
+
+    async def save_job(self, job: JobRecord) -> None:
+        self._queue().jobs[job.id] = job.model_copy()
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        for batch in (self._queued, self._writing):
+            if job_id in batch.jobs:
+                return batch.jobs[job_id].model_copy()
+        return (await self._get_jobs([job_id]))[0]
+
+    async def _get_jobs(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
+        if not job_ids:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.get(self._job_key(job_id))
+        results = await self._call(pipe.execute())
+        return [None if raw is None else JobRecord.model_validate_json(raw) for raw in results]
+
+    async def delete_job(self, job_id: str) -> None:
+        await self.flush()
+        job = await self.get_job(job_id)
+        pipe = self._redis.pipeline(transaction=False)
+        self._queue_drop(pipe, job_id)
+        self._queue_unindex(pipe, job_id, job)
+        await self._call(pipe.execute())
+
+    def _queue_drop(self, pipe: Any, job_id: str) -> None:
+        pipe.eval(_DROP_JOB, 4, *(self._job_key(job_id, kind) for kind in ("job", "ev", "lease", "cancel")))
+
+    def _queue_unindex(self, pipe: Any, job_id: str, job: JobRecord | None) -> None:
+        fixed = (self._index("created"), self._index("unfinished"), self._index("finished"))
+        keys, flags = self._optional_keys(job.owner, job.session_id) if job is not None else ([], ("0", "0"))
+        pipe.eval(_UNINDEX, len(fixed) + len(keys), *fixed, *keys, *flags, job_id)
+
+    async def was_purged(self, job_id: str) -> bool:
+        newest = await self._call(self._redis.get(self._index("purged")))
+        return newest is not None and job_id <= newest.decode()
+
+    async def list_jobs(
+        self, *, status: JobStatus | None, owner: str | None, limit: int, offset: int
+    ) -> Sequence[JobRecord]:
+        await self.flush()
+        index = self._index(f"owner:{owner}") if owner is not None else self._index("created")
+        found: list[JobRecord] = []
+        skip, start, chunk = offset if status is not None else 0, offset if status is None else 0, max(limit, 100)
+        while len(found) < limit:
+            ids = [raw.decode() for raw in await self._call(self._redis.zrevrange(index, start, start + chunk - 1))]
+            if not ids:
+                break
+            start += len(ids)
+            for job in await self._get_jobs(ids):
+                if job is None:  # purged by retention, or deleted, under our feet
+                    continue
+                if status is not None and job.status is not status:
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                found.append(job)
+        return found[:limit]
+
+    async def unfinished_jobs(self) -> Sequence[JobRecord]:
+        await self.flush()
+        ids = [raw.decode() for raw in await self._call(self._redis.zrange(self._index("unfinished"), 0, -1))]
+        return [job for job in await self._get_jobs(ids) if job is not None and not job.status.is_final]
+
+    # Retention
+
+    async def purge(self) -> int:
+        await self.flush()
+        removed = total = await self._purge_step()
+        while removed:
+            removed = await self._purge_step()
+            total += removed
+        return total
+
+    async def _purge_step(self) -> int:
+        cutoff = _micros() - round(self._retention.jobs * 1_000_000)
+        cap = self._retention.max_jobs if self._retention.max_jobs is not None else -1
+        keys = (self._index("finished"), self._index("created"), self._index("purged"))
+        claimed = await self._call(self._redis.eval(_CLAIM_EXPIRED, 3, *keys, cutoff, cap, PURGE_BATCH))
+        ids = [raw.decode() for raw in claimed]
+        if not ids:
+            return 0
+        jobs = await self._get_jobs(ids)
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id, job in zip(ids, jobs, strict=True):
+            self._queue_drop(pipe, job_id)
+            self._queue_unindex(pipe, job_id, job)
+        results = await self._call(pipe.execute())
+        return len(ids) + sum(int(events) for events in results[::2])
+
+    async def stats(self) -> StoreStats:
+        now = time.monotonic()
+        if self._stats is not None and now - self._stats[0] < self._stats_cache:
+            return self._stats[1]
+        await self.flush()
+        jobs = await self._call(self._redis.zcard(self._index("created")))
+        events = 0
+        async for key in self._redis.scan_iter(match=f"{self._prefix}:ev:*", count=1000):
+            events += await self._call(self._redis.xlen(key))
+        if isinstance(self._redis, RedisCluster):
+            by_node = await self._call(self._redis.info("memory", target_nodes=RedisCluster.PRIMARIES))
+            nodes = list(by_node.values())
+        else:
+            nodes = [await self._call(self._redis.info("memory"))]
+        stats = StoreStats(jobs=jobs, events=events, bytes=sum(int(node["used_memory"]) for node in nodes))
+        self._stats = (now, stats)
+        return stats
+
+    # JobBoard
+
+    async def admit(self, job: JobRecord, *, max_jobs: int, max_jobs_per_session: int) -> Admission:
+        """One round trip: admission, indexes, the lease and the record, so any replica sees the job at once."""
+        token = f"{self._runner}:1"  # epoch 1: the first engine to run the job; a takeover raises it
+        keys, flags = self._optional_keys(job.owner, job.session_id)
+        created = round(job.created_at.timestamp() * 1_000_000)
+        args = (job.id, created, _micros(), max_jobs, max_jobs_per_session, self._open_ttl)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.eval(_ADMIT, 2 + len(keys), self._index("created"), self._index("unfinished"), *keys, *flags, *args)
+        pipe.set(self._job_key(job.id, "lease"), token, nx=True, px=self._lease_ms)
+        pipe.set(self._job_key(job.id), job.model_dump_json())
+        verdict, _, _ = await self._call(pipe.execute())
+        if verdict != 0:
+            await self._call(self._redis.delete(self._job_key(job.id, "lease"), self._job_key(job.id)))
+            return Admission.TOO_MANY_JOBS if verdict == 1 else Admission.TOO_MANY_IN_SESSION
+        self._tokens[job.id] = token
+        return Admission.ADMITTED
+
+    async def release(self, job: JobRecord) -> None:
+        """Written through: the job's place is free on every replica when this returns."""
+        token = self._tokens.pop(job.id, None)
+        if token is not None:
+            self._queued.commands.append(("EVAL", _RELEASE, 1, self._job_key(job.id, "lease"), token))
+        try:
+            await self.flush()
+        except StoreError as exc:  # queued still: the flusher retries it
+            logger.warning("Redis store: job %s ended, not yet written: %s", job.id, exc)
+
+    async def request_cancel(self, job_id: str) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(self._job_key(job_id, "cancel"), "1", px=round(max(self._retention.jobs, 60) * 1000))
+        pipe.publish(f"{self._prefix}:cancel", job_id)
+        await self._call(pipe.execute())
+
+    async def abandoned_jobs(self) -> Sequence[JobRecord]:
+        """Record as interrupted every unfinished job whose lease has expired, and return them."""
+        await self.flush()
+        cutoff = _micros() - self._lease_ms * 1000  # younger ones may still be taking their lease
+        ids = [
+            raw.decode()
+            for raw in await self._call(self._redis.zrangebyscore(self._index("unfinished"), "-inf", cutoff))
+            if raw.decode() not in self._tokens
+        ]
+        if not ids:
+            return []
+        finished_at = utcnow().isoformat().replace("+00:00", "Z")
+        ttl = round((self._retention.jobs * 2 + 3600) * 1000)
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in ids:
+            keys = (self._job_key(job_id), self._job_key(job_id, "lease"), self._events_key(JOB_LOG_PREFIX + job_id))
+            pipe.eval(_REAP, 3, *keys, finished_at, ttl, "log")
+        reaped = []
+        for job_id, raw in zip(ids, await self._call(pipe.execute()), strict=True):
+            if raw == b"gone":
+                self._queued.commands.append(("ZREM", self._index("unfinished"), job_id))
+            elif raw:
+                job = JobRecord.model_validate_json(raw)
+                self._queued.jobs[job.id] = job  # indexed as finished at the next flush
+                reaped.append(job)
+        self._wake.set()
+        return reaped
+
+    async def watch(self, runner: Runner) -> None:
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(self._listen_for_cancels, runner)
+            while True:
+                await anyio.sleep(self._lease_ms / 3000)
+                try:
+                    await self._renew(runner)
+                    for job in await self.abandoned_jobs():
+                        logger.warning("job %s lost its engine (its lease expired): marked interrupted", job.id)
+                except StoreError as exc:
+                    logger.warning("Redis store: lease renewal failed: %s", exc)
+
+    async def _renew(self, runner: Runner) -> None:
+        ids = [job_id for job_id in runner.running_job_ids() if job_id in self._tokens]
+        if not ids:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in ids:
+            keys = (self._job_key(job_id, "lease"), self._job_key(job_id, "cancel"))
+            pipe.eval(_RENEW, 2, *keys, self._tokens[job_id], self._lease_ms)
+        for job_id, verdict in zip(ids, await self._call(pipe.execute()), strict=True):
+            if verdict == 2:
+                runner.stop(job_id, JobStatus.CANCELLED)
+            elif verdict == 0:
+                logger.error("job %s: this engine lost its lease; stopping it", job_id)
+                self._tokens.pop(job_id, None)
+                runner.stop(job_id, JobStatus.INTERRUPTED)
+
+    async def _listen_for_cancels(self, runner: Runner) -> None:
+        """The quick path of a cancel request; the durable flag, read at every renewal, is the sure one."""
+        while True:
+            try:
+                pubsub = self._redis.pubsub()
+                async with pubsub:
+                    await pubsub.subscribe(f"{self._prefix}:cancel")
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            job_id = message["data"].decode()
+                            if job_id in runner.running_job_ids():
+                                runner.stop(job_id, JobStatus.CANCELLED)
+            except (RedisError, OSError) as exc:
+                logger.warning("Redis store: cancel subscription lost (%s); resubscribing", exc)
+                await anyio.sleep(1)
+
+    async def wait_for_events(self, job_id: str, after: int, within: float) -> None:
+        key = self._events_key(JOB_LOG_PREFIX + job_id)
+        with anyio.move_on_after(within + 1):
+            await self._call(self._redis.xread({key: f"{after}-0"}, count=1, block=max(1, round(within * 1000))))
+
+    # SessionRelay
+
+    def register_session(self, session_id: str, owner: str | None) -> None:
+        self._local_sessions.add(session_id)
+        key = self._session_key(session_id)
+        authenticated = "0" if owner is None else "1"
+        commands = self._queued.commands
+        commands.append(("HSET", key, "replica", self.replica, "owner", owner or "", "authenticated", authenticated))
+        commands.append(("PEXPIRE", key, self._open_ttl))
+        self._wake.set()
+
+    def unregister_session(self, session_id: str) -> None:
+        self._local_sessions.discard(session_id)
+        self._queued.commands.append(("DEL", self._session_key(session_id)))
+        self._wake.set()
+
+    async def find_session(self, session_id: str) -> SessionRecord | None:
+        await self.flush()
+        found = await self._call(self._redis.hgetall(self._session_key(session_id)))
+        if not found:
+            return None
+        owner = found[b"owner"].decode() if found.get(b"authenticated") == b"1" else None
+        return SessionRecord(replica=found[b"replica"].decode(), owner=owner)
+
+    async def relay(self, replica: str, session_id: str, notification: Notification) -> None:
+        fields = {
+            "session": session_id,
+            "job": notification.job_id,
+            "index": notification.index,
+            "count": notification.count,
+            "caller": notification.caller,
+        }
+        args = [item for pair in fields.items() for item in pair]
+        command = ("XADD", self._inbox(replica), "MAXLEN", "~", RELAY_BACKLOG, "*", *args)
+        self._queue().commands.append(command)
+
+    async def serve_relayed(self, deliver: Callable[[str, Notification], Awaitable[None]]) -> None:
+        inbox = self._inbox(self.replica)
+        # From the inbox's top as it is now: what was relayed to a replica of this name before
+        # this process started was for sessions that died with that replica.
+        top = await self._call(self._redis.xrevrange(inbox, count=1))
+        last = top[0][0].decode() if top else "0-0"
+        renewed = time.monotonic()
+        while True:
+            try:
+                found: Any = await self._redis.xread({inbox: last}, block=5000)
+            except (RedisError, OSError) as exc:
+                logger.warning("Redis store: relay inbox unreadable (%s); retrying", exc)
+                await anyio.sleep(1)
+                continue
+            for _, entries in found or []:
+                for entry_id, fields in entries:
+                    last = entry_id.decode()
+                    text = {key.decode(): value.decode() for key, value in fields.items()}
+                    notification = Notification(text["job"], int(text["index"]), int(text["count"]), text["caller"])
+                    await deliver(text["session"], notification)
+            # The live sessions' records expire unless renewed: a replica that crashed leaves none for long.
+            if time.monotonic() - renewed > self._open_ttl / 4000:
+                renewed = time.monotonic()
+                for session_id in self._local_sessions:
+                    self._queued.commands.append(("PEXPIRE", self._session_key(session_id), self._open_ttl))
+                self._wake.set()
+
+    # Calls
+
+    async def _call(self, call: Awaitable[Any]) -> Any:
+        try:
+            return await call
+        except ResponseError as exc:
+            raise StoreError(f"Redis refused: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"Redis: {exc}") from exc
+
+
+def _event(entry_id: bytes, fields: dict[bytes, bytes]) -> StoredEvent:
+    return StoredEvent(int(entry_id.split(b"-", 1)[0]), fields.get(b"d"))

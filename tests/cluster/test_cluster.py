@@ -1,0 +1,263 @@
+"""Three replicas on one real redis-server behind a real Caddy, then nginx: `mcp-notification-service cluster`.
+
+Every test talks to the cluster as users do: MCP clients through the balancer, REST calls
+to whichever replica, and a look at the shared store to see who ran what.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from harness.clients import MCP_HEADERS, Received, ensure_node_client, mcp_client, open_raw_session, run_node_client
+from harness.cluster import ClusterProcess, running_cluster
+from harness.sse import SseEvent, parse_sse
+from service.cluster.balancer import CADDY_HINT, NGINX_HINT, caddy_binary, nginx_binary
+from service.cluster.redis_server import INSTALL_HINT, redis_server_binary
+from service.jobs.models import JobRecord
+from service.mcp.tools import TOOL_NAME
+from service.stores.base import Retention
+from service.stores.redis import RedisStorage
+from tests.support import unavailable, wait_for
+
+pytestmark = pytest.mark.anyio
+
+REPLICAS = 3
+MAX_JOBS = 6
+LEASE = 1.5
+LONG = {"interval": 0.05, "count": 400, "caller": "long"}
+
+
+def need_cluster_binaries(balancer: str) -> None:
+    if redis_server_binary() is None:
+        unavailable(INSTALL_HINT)
+    if balancer == "caddy" and caddy_binary() is None:
+        unavailable(CADDY_HINT)
+    if balancer == "nginx" and nginx_binary() is None:
+        unavailable(NGINX_HINT)
+
+
+@pytest.fixture(scope="module", params=["caddy", "nginx"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcess]:
+    balancer: str = request.param
+    need_cluster_binaries(balancer)
+    env = {"SERVICE_MAX_JOBS": str(MAX_JOBS), "SERVICE_LEASE_TTL": str(LEASE), "SERVICE_SHUTDOWN_TIMEOUT": "2"}
+    workdir = tmp_path_factory.mktemp(f"cluster-{balancer}")
+    with running_cluster(workdir, replicas=REPLICAS, balancer=balancer, **env) as running:
+        yield running
+
+
+@pytest.fixture
+async def store(cluster: ClusterProcess) -> AsyncIterator[RedisStorage]:
+    """The cluster's own store, opened from the test: what the replicas wrote, as they wrote it."""
+    async with RedisStorage(
+        cluster.redis_url, max_events_per_partition=100_000, retention=Retention(), prefix=f"c{cluster.port}"
+    ) as opened:
+        yield opened
+
+
+def replica_of(job: JobRecord) -> str:
+    assert job.runner is not None
+    return job.runner.split("-", 1)[0]
+
+
+def start_job(url: str, **body: Any) -> dict[str, Any]:
+    response = httpx.post(f"{url}/jobs", json={**LONG, **body})
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def test_each_replica_names_itself_and_the_shared_store(cluster: ClusterProcess) -> None:
+    for index in range(1, REPLICAS + 1):
+        health = httpx.get(f"{cluster.replica_url(index)}/healthz").json()
+        assert (health["replica"], health["store"]) == (f"r{index}", "redis")
+    seen = {httpx.get(f"{cluster.base_url}/healthz").json()["replica"] for _ in range(12)}
+    assert seen == {f"r{index}" for index in range(1, REPLICAS + 1)}  # round-robin for what has no session
+
+
+async def test_a_legacy_session_is_held_by_one_replica_and_gets_every_notification(
+    cluster: ClusterProcess, store: RedisStorage
+) -> None:
+    received = Received()
+    async with mcp_client(cluster.mcp_url, received=received) as client:
+        result = await client.call_tool(TOOL_NAME, {"interval": 0.01, "count": 30, "caller": "legacy"})
+        again = await client.call_tool(TOOL_NAME, {"interval": 0, "count": 5, "caller": "legacy"})
+    assert not result.is_error
+    assert not again.is_error
+    assert received.logs == [f"Notification {i}/30 for legacy" for i in range(1, 31)] + [
+        f"Notification {i}/5 for legacy" for i in range(1, 6)
+    ]
+    ids = [content["job_id"] for content in (result.structured_content, again.structured_content) if content]
+    jobs = [await store.get_job(job_id) for job_id in ids]
+    assert all(job is not None for job in jobs)
+    (session,) = {job.session_id for job in jobs if job is not None}
+    assert session is not None
+    assert {replica_of(job) for job in jobs if job is not None} == {session.split(".")[0]}
+
+
+async def test_2026_calls_are_spread_over_every_replica(cluster: ClusterProcess, store: RedisStorage) -> None:
+    received = Received()
+    ids = []
+    async with mcp_client(cluster.mcp_url, mode="auto", received=received) as client:
+        for call in range(9):
+            result = await client.call_tool(TOOL_NAME, {"interval": 0, "count": 3, "caller": f"c{call}"})
+            assert not result.is_error
+            assert result.structured_content is not None
+            ids.append(result.structured_content["job_id"])
+    assert len(received.logs) == 0 or len(received.logs) == 27  # 2026 clients get logs only when they ask
+    runners = [await store.get_job(job_id) for job_id in ids]
+    assert {replica_of(job) for job in runners if job is not None} == {f"r{i}" for i in range(1, REPLICAS + 1)}
+
+
+def test_the_typescript_client_through_the_balancer(cluster: ClusterProcess) -> None:
+    if (problem := ensure_node_client()) is not None:
+        unavailable(problem)
+    out = run_node_client(
+        {"url": cluster.mcp_url, "tool": TOOL_NAME, "arguments": {"interval": 0.01, "count": 20, "caller": "ts"}}
+    )
+    assert "error" not in out, out
+    assert out["logs"] == [f"Notification {i}/20 for ts" for i in range(1, 21)]
+    assert out["result"]["structuredContent"]["status"] == "completed"
+    assert out["sessionId"].startswith(("r1.", "r2.", "r3."))
+
+
+def events_of(url: str, job_id: str, *, last_event_id: str = "", stop_after: int | None = None) -> list[SseEvent]:
+    """The `notification` events (and the final `end`) of a job's SSE stream, from one replica."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    events = []
+    with httpx.stream("GET", f"{url}/jobs/{job_id}/events", headers=headers, timeout=30) as response:
+        assert response.status_code == 200, response.read()
+        for event in parse_sse(response.iter_lines()):
+            events.append(event)
+            if stop_after is not None and len([e for e in events if e.event == "notification"]) >= stop_after:
+                break
+    return events
+
+
+def test_a_job_is_read_followed_resumed_and_cancelled_from_the_other_replicas(cluster: ClusterProcess) -> None:
+    r1, r2, r3 = (cluster.replica_url(index) for index in (1, 2, 3))
+    job = start_job(r1, interval=0.02, count=300)
+    assert httpx.get(f"{r2}/jobs/{job['id']}").json()["status"] in ("pending", "running")
+    assert job["id"] in [listed["id"] for listed in httpx.get(f"{r3}/jobs", params={"limit": 500}).json()["items"]]
+
+    first = events_of(r3, job["id"], stop_after=5)  # followed live from r3, then dropped
+    notifications = [event for event in first if event.event == "notification"]
+    assert [json.loads(event.data)["index"] for event in notifications[:5]] == [1, 2, 3, 4, 5]
+    assert notifications[4].id is not None
+
+    cancelled_at = time.monotonic()
+    cancelled = httpx.post(f"{r2}/jobs/{job['id']}/cancel").json()
+    assert time.monotonic() - cancelled_at < 1.5
+    assert cancelled["status"] == "cancelled"
+    assert 5 <= cancelled["sent"] < 300
+
+    # Resumed on r2 from the last event r3 delivered: the rest, once each, then the end.
+    rest = events_of(r2, job["id"], last_event_id=notifications[4].id)
+    indices = [json.loads(event.data)["index"] for event in rest if event.event == "notification"]
+    assert indices == list(range(6, cancelled["sent"] + 1))
+    assert json.loads(rest[-1].data)["status"] == "cancelled"
+    assert httpx.get(f"{r1}/jobs/{job['id']}").json()["status"] == "cancelled"
+
+
+def test_a_job_deleted_on_one_replica_is_gone_from_all(cluster: ClusterProcess) -> None:
+    job = start_job(cluster.replica_url(2))
+    assert httpx.delete(f"{cluster.replica_url(3)}/jobs/{job['id']}").status_code == 204
+    for index in range(1, REPLICAS + 1):
+        assert httpx.get(f"{cluster.replica_url(index)}/jobs/{job['id']}").status_code == 404
+
+
+async def test_a_rest_job_reaches_a_session_held_by_another_replica(cluster: ClusterProcess) -> None:
+    headers = open_raw_session(cluster)
+    holder = int(headers["mcp-session-id"].split(".")[0].removeprefix("r"))
+    others = [index for index in range(1, REPLICAS + 1) if index != holder]
+    got: list[str] = []
+    async with httpx.AsyncClient(timeout=30) as http, anyio.create_task_group() as tasks:
+
+        async def listen() -> None:
+            get_headers = {**headers, "accept": "text/event-stream"}
+            async with http.stream("GET", cluster.mcp_url, headers=get_headers) as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith("data: {"):
+                        got.append(json.loads(line[6:])["params"]["data"])
+
+        tasks.start_soon(listen)
+        await anyio.sleep(0.3)
+        for index in others:
+            body = {"interval": 0.01, "count": 3, "caller": f"from-r{index}", "session_id": headers["mcp-session-id"]}
+            response = await http.post(f"{cluster.replica_url(index)}/jobs", json=body)
+            assert response.status_code == 202, response.text
+        with anyio.fail_after(10):
+            while len(got) < 3 * len(others):
+                await anyio.sleep(0.05)
+        tasks.cancel_scope.cancel()
+    for index in others:
+        assert [line for line in got if line.endswith(f"from-r{index}")] == [
+            f"Notification {i}/3 for from-r{index}" for i in range(1, 4)
+        ]
+    # A session no replica holds is refused by each.
+    body = {"interval": 0, "count": 1, "caller": "x", "session_id": "r1.unknown"}
+    assert httpx.post(f"{cluster.replica_url(2)}/jobs", json=body).status_code == 404
+
+
+def test_max_jobs_holds_across_replicas(cluster: ClusterProcess) -> None:
+    started = [start_job(cluster.replica_url(1 + index % REPLICAS)) for index in range(MAX_JOBS)]
+    try:
+        for index in range(1, REPLICAS + 1):
+            refused = httpx.post(f"{cluster.replica_url(index)}/jobs", json=LONG)
+            assert refused.status_code == 429
+            assert "SERVICE_MAX_JOBS" in refused.json()["detail"]
+    finally:
+        for job in started:
+            httpx.post(f"{cluster.replica_url(2)}/jobs/{job['id']}/cancel")
+    assert httpx.post(f"{cluster.replica_url(3)}/jobs", json={**LONG, "count": 1}).status_code == 202
+
+
+def test_a_restarted_replica_leaves_the_others_running_jobs_alone(cluster: ClusterProcess) -> None:
+    jobs = [start_job(cluster.replica_url(index)) for index in (1, 2)]
+    old = cluster.pids["r3"]
+    os.kill(old, signal.SIGTERM)
+    cluster.wait_for_restart("r3", old)
+    try:
+        for job in jobs:
+            seen = httpx.get(f"{cluster.replica_url(3)}/jobs/{job['id']}").json()
+            assert seen["status"] == "running", seen
+        before = [httpx.get(f"{cluster.replica_url(3)}/jobs/{job['id']}").json()["sent"] for job in jobs]
+        time.sleep(1.5)  # progress is saved once a second
+        after = [httpx.get(f"{cluster.replica_url(3)}/jobs/{job['id']}").json()["sent"] for job in jobs]
+        assert all(b > a for a, b in zip(before, after, strict=True)), (before, after)
+    finally:
+        for job in jobs:
+            httpx.delete(f"{cluster.replica_url(1)}/jobs/{job['id']}")
+
+
+def test_the_jobs_of_a_replica_that_died_are_recorded_interrupted_within_seconds(cluster: ClusterProcess) -> None:
+    job = start_job(cluster.replica_url(2))
+    time.sleep(0.3)
+    old = cluster.pids["r2"]
+    os.kill(old, signal.SIGKILL)  # no word to anyone: only its lease, expiring, tells
+    died = time.monotonic()
+
+    def interrupted() -> bool:
+        seen = httpx.get(f"{cluster.replica_url(1)}/jobs/{job['id']}").json()
+        return bool(seen["status"] == "interrupted")
+
+    wait_for(interrupted, timeout=LEASE * 4)
+    assert time.monotonic() - died < LEASE * 4
+    cluster.wait_for_restart("r2", old)
+
+
+def test_bad_input_through_the_balancer_gets_the_replicas_clear_errors(cluster: ClusterProcess) -> None:
+    response = httpx.post(cluster.mcp_url, headers=MCP_HEADERS, content=b"{not json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == -32700
+    unknown = httpx.post(cluster.mcp_url, headers={**MCP_HEADERS, "mcp-session-id": "r9.nobody"}, json={})
+    assert unknown.status_code in (400, 404)

@@ -1,0 +1,182 @@
+"""Engines sharing one Redis, as replicas do: each answers for the others' jobs.
+
+Two (or three) `JobEngine`s in this process, each on its own `RedisStorage` connection with
+the same key prefix, against a real redis-server: what one runs, the others list, read,
+follow, cancel and count against the limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from uuid import uuid4
+
+import anyio
+import pytest
+
+from service.cluster.redis_server import RedisServer
+from service.jobs.engine import JobEngine, JobLimits, TooManyJobs
+from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus
+from service.jobs.sinks import Notification
+from service.stores.base import Retention, job_partition
+from service.stores.redis import RedisStorage
+
+pytestmark = [pytest.mark.anyio, pytest.mark.in_process]
+
+LIMITS = JobLimits(max_jobs=3, max_jobs_per_session=2)
+LEASE = 0.6
+
+Replicas = Callable[..., AbstractAsyncContextManager[list[JobEngine]]]
+
+
+def spec(count: int = 3, interval: float = 0.0) -> JobSpec:
+    return JobSpec(interval=interval, count=count, caller="shared")
+
+
+def store(redis: RedisServer, prefix: str, name: str) -> RedisStorage:
+    return RedisStorage(
+        redis.url,
+        max_events_per_partition=10_000,
+        retention=Retention(events=60, jobs=60),
+        prefix=prefix,
+        replica=name,
+        runner=f"runner-{name}-{uuid4().hex[:6]}",
+        lease_ttl=LEASE,
+    )
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def replicas(redis: RedisServer, prefix: str) -> Replicas:
+    @asynccontextmanager
+    async def start(count: int, limits: JobLimits = LIMITS) -> AsyncIterator[list[JobEngine]]:
+        async with AsyncExitStack() as stack:
+            engines = []
+            for index in range(count):
+                storage = await stack.enter_async_context(store(redis, prefix, f"r{index}"))
+                engine = JobEngine(storage, limits, board=storage, runner_id=storage._runner)
+                engines.append(await stack.enter_async_context(engine.running()))
+            yield engines
+
+    return start
+
+
+async def test_a_job_run_by_one_engine_is_read_listed_and_followed_from_another(replicas: Replicas) -> None:
+    async with replicas(2) as (a, b):
+        job = await a.start(spec(count=5, interval=0.05), origin=JobOrigin.REST)
+        seen = await b.get(job.id)
+        assert seen is not None
+        assert seen.runner == a.runner_id
+        assert job.id in [listed.id for listed in await b.list_jobs()]
+        followed = [event async for event in b.follow(job.id, heartbeat=5) if event is not None]
+        assert [(e.data or b"").count(b'"index"') for e in followed] == [1] * 5
+        final = await b.get(job.id)
+        assert final is not None
+        assert (final.status, final.sent) == (JobStatus.COMPLETED, 5)
+        # Resumed from the second event, on the other engine.
+        resumed = [event.id async for event in a.follow(job.id, after=followed[1].id) if event is not None]
+        assert resumed == [event.id for event in followed[2:]]
+
+
+async def test_a_cancel_from_another_engine_stops_the_job_within_a_second(replicas: Replicas) -> None:
+    async with replicas(2) as (a, b):
+        job = await a.start(spec(count=1000, interval=0.01), origin=JobOrigin.REST)
+        await anyio.sleep(0.1)
+        started = anyio.current_time()
+        cancelled = await b.cancel(job.id)
+        assert anyio.current_time() - started < 1.0
+        assert cancelled is not None
+        assert cancelled.status is JobStatus.CANCELLED
+        assert 0 < cancelled.sent < 1000
+        assert job.id not in a.running_job_ids()
+
+
+async def test_limits_hold_across_engines(replicas: Replicas) -> None:
+    async with replicas(3) as engines:
+        for engine in engines:
+            await engine.start(spec(count=100, interval=0.05), origin=JobOrigin.REST)
+        for engine in engines:
+            with pytest.raises(TooManyJobs, match="SERVICE_MAX_JOBS"):
+                await engine.start(spec(), origin=JobOrigin.REST)
+        for engine in engines:
+            engine.shutdown()
+
+
+async def test_the_per_session_limit_holds_across_engines(replicas: Replicas) -> None:
+    async with replicas(2) as (a, b):
+        await a.start(spec(count=100, interval=0.05), origin=JobOrigin.REST, session_id="s1")
+        await b.start(spec(count=100, interval=0.05), origin=JobOrigin.REST, session_id="s1")
+        with pytest.raises(TooManyJobs, match="SERVICE_MAX_JOBS_PER_SESSION"):
+            await a.start(spec(), origin=JobOrigin.REST, session_id="s1")
+        await b.start(spec(), origin=JobOrigin.REST, session_id="s2")  # another session has room
+        a.shutdown()
+        b.shutdown()
+
+
+async def test_a_finished_job_frees_its_place_on_every_engine(replicas: Replicas) -> None:
+    async with replicas(2, JobLimits(max_jobs=1, max_jobs_per_session=1)) as (a, b):
+        await a.run(spec(count=2), origin=JobOrigin.MCP)
+        await b.run(spec(count=2), origin=JobOrigin.MCP)
+
+
+async def test_an_engine_starting_leaves_the_others_running_jobs_alone(replicas: Replicas) -> None:
+    async with replicas(1) as (a,):
+        job = await a.start(spec(count=200, interval=0.02), origin=JobOrigin.REST)
+        await anyio.sleep(LEASE * 2)  # older than a lease, so a careless start-up would take it
+        async with replicas(1) as (late,):
+            await anyio.sleep(LEASE * 2)
+            seen = await late.get(job.id)
+            assert seen is not None
+            assert seen.status is JobStatus.RUNNING
+        assert job.id in a.running_job_ids()
+        a.shutdown()
+
+
+async def test_a_job_whose_lease_expires_is_recorded_as_interrupted(
+    replicas: Replicas, redis: RedisServer, prefix: str
+) -> None:
+    """Its engine died without a word (here: admitted and recorded the job, then never renewed its lease)."""
+    async with store(redis, prefix, "dead") as dead:
+        job = JobRecord.new(dead.new_job_id(), spec(count=10), JobOrigin.REST, None, None, "dead")
+        await dead.admit(job, max_jobs=10, max_jobs_per_session=10)
+        job.status = JobStatus.RUNNING
+        await dead.save_job(job)
+        await dead.append(job_partition(job.id), "log", Notification(job.id, 1, 10, "x").to_json())
+        await dead.flush()
+    async with replicas(1) as (survivor,):
+        with anyio.fail_after(LEASE * 6):
+            while (seen := await survivor.get(job.id)) is not None and not seen.status.is_final:
+                await anyio.sleep(0.05)
+        assert seen is not None
+        assert (seen.status, seen.sent) == (JobStatus.INTERRUPTED, 1)
+        # Its place is free again.
+        assert not [j for j in await survivor.list_jobs(status=JobStatus.RUNNING) if j.id == job.id]
+
+
+async def test_a_notification_relayed_to_another_replica_reaches_its_sessions(redis: RedisServer, prefix: str) -> None:
+    received: list[tuple[str, Notification]] = []
+
+    async def deliver(session_id: str, notification: Notification) -> None:
+        received.append((session_id, notification))
+
+    async with store(redis, prefix, "a") as a, store(redis, prefix, "b") as b, anyio.create_task_group() as tasks:
+        b.register_session("b.1", "alice")
+        tasks.start_soon(b.serve_relayed, deliver)
+        await anyio.sleep(0.1)
+        found = await a.find_session("b.1")
+        assert found is not None
+        assert (found.replica, found.owner) == ("b", "alice")
+        assert await a.find_session("b.unknown") is None
+        await a.relay("b", "b.1", Notification("j" * 32, 1, 2, "caller"))
+        with anyio.fail_after(5):
+            while not received:
+                await anyio.sleep(0.02)
+        assert received == [("b.1", Notification("j" * 32, 1, 2, "caller"))]
+        b.unregister_session("b.1")
+        await b.flush()
+        assert await a.find_session("b.1") is None
+        tasks.cancel_scope.cancel()
