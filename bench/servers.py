@@ -73,7 +73,13 @@ def pin(core: int) -> Callable[[], None]:
 
 
 def server_command(
-    name: str, port: int, workdir: Path, *, code: Path | None = None, large_history: bool = False
+    name: str,
+    port: int,
+    workdir: Path,
+    *,
+    code: Path | None = None,
+    large_history: bool = False,
+    settings: dict[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("SERVICE_")}
     # The snapshot of service/ (see `freeze_code`) comes first, so that edits made to the working tree
@@ -88,6 +94,7 @@ def server_command(
         }
         if large_history:
             env |= {"SERVICE_MAX_COUNT": "1000000", "SERVICE_MAX_EVENTS_PER_SESSION": "2000000"}
+        env |= settings or {}
         return [sys.executable, "-m", "bench.inline_dispatch" if name == SERVICE_INLINE else "service"], env
     if name in (EXAMPLE, SDK_FLOOR):
         floor = ["--floor"] if name == SDK_FLOOR else []
@@ -121,12 +128,17 @@ class Server:
 
 
 @contextlib.contextmanager
-def running(name: str, *, code: Path | None = None, large_history: bool = False) -> Iterator[Server]:
-    """`name` started from `code` (a frozen copy of service/, `bench.run.freeze_code`), else from this tree."""
+def running(
+    name: str, *, code: Path | None = None, large_history: bool = False, settings: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """`name` started from `code` (a frozen copy of service/, `bench.run.freeze_code`), else from this tree.
+
+    `settings` (`SERVICE_*` variables) go to the service's processes: `SERVICE_STORE=redis`, say.
+    """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         workdir = Path(tmp)
-        argv, env = server_command(name, port, workdir, code=code, large_history=large_history)
+        argv, env = server_command(name, port, workdir, code=code, large_history=large_history, settings=settings)
         stderr = (workdir / "server.log").open("wb")
         proc = subprocess.Popen(
             argv, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=pin(SERVER_CORE)
@@ -168,15 +180,18 @@ def _tail(server: Server, lines: int = 15) -> str:
         return ""
 
 
-def loadgen(server: Server, scenario: str, *args: str, timeout: float) -> dict[str, Any] | None:
-    """Run one load-generator scenario against `server`; None (and a message) if it failed."""
+def loadgen(
+    server: Server, scenario: str, *args: str, timeout: float, port: int | None = None
+) -> dict[str, Any] | None:
+    """Run one load-generator scenario against `server` (or what listens on `port`, a balancer before it);
+    None (and a message) if it failed."""
     argv = [
         sys.executable,
         "-m",
         "bench.loadgen",
         scenario,
         "--port",
-        str(server.port),
+        str(port or server.port),
         "--server-pid",
         str(server.pid),
     ]

@@ -19,6 +19,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", default="/mcp")
     parser.add_argument("--server-pid", type=int, default=0)
+    parser.add_argument(
+        "--watch-pid", type=int, action="append", default=[], help="tools: more processes whose CPU to report"
+    )
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--count", type=int, default=1, help="notifications per tool call")
     parser.add_argument("--interval", type=float, default=0.0)

@@ -38,11 +38,16 @@ def _busy_cpu_seconds() -> float:
 class CpuWindow:
     """CPU use over a wall-clock window, in cores: this process, the server, and everything else."""
 
-    def __init__(self, server_pid: int | None) -> None:
+    def __init__(self, server_pid: int | None, watched: Sequence[int] = ()) -> None:
         self._me = psutil.Process()
         self._server = psutil.Process(server_pid) if server_pid else None
+        self._watched = [psutil.Process(pid) for pid in watched]
         self._start: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-        self.result: dict[str, float] = {}
+        self._watched_start: list[float] = []
+        self.result: dict[str, Any] = {}
+
+    def _watched_cpu(self) -> list[float]:
+        return [sum(process.cpu_times()[:2]) for process in self._watched]
 
     def _sample(self) -> tuple[float, float, float, float]:
         mine = self._me.cpu_times()
@@ -56,16 +61,21 @@ class CpuWindow:
 
     def begin(self) -> None:
         self._start = self._sample()
+        self._watched_start = self._watched_cpu()
 
-    def end(self) -> dict[str, float]:
+    def end(self) -> dict[str, Any]:
         wall, mine, theirs, busy = self._sample()
         elapsed = wall - self._start[0]
         me, server = (mine - self._start[1]) / elapsed, (theirs - self._start[2]) / elapsed
         self.result = {"loadgen_cpu": me}
+        spent = [(now - then) / elapsed for now, then in zip(self._watched_cpu(), self._watched_start, strict=True)]
+        if self._watched:
+            pids = [str(process.pid) for process in self._watched]
+            self.result["watched_cpu"] = dict(zip(pids, spent, strict=True))
         if self._server is not None:
             self.result["server_cpu"] = server
             # Whatever else ran on the machine meanwhile (other users' processes): the noise floor.
-            self.result["other_cpu"] = max(0.0, (busy - self._start[3]) / elapsed - me - server)
+            self.result["other_cpu"] = max(0.0, (busy - self._start[3]) / elapsed - me - server - sum(spent))
         return self.result
 
 
@@ -93,7 +103,7 @@ async def scenario_tools(args: argparse.Namespace) -> dict[str, Any]:
     missing = 0
     window_start = time.perf_counter() + args.warmup
     window_end = window_start + args.duration
-    cpu = CpuWindow(args.server_pid)
+    cpu = CpuWindow(args.server_pid, args.watch_pid)
 
     async def watch_cpu() -> None:
         await asyncio.sleep(window_start - time.perf_counter())

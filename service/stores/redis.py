@@ -38,11 +38,12 @@ master fails before a replica has it. Run Redis with persistence and replicas fo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, suppress
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -55,6 +56,7 @@ from service.jobs.models import JobRecord, JobStatus, new_job_id, utcnow
 from service.jobs.sinks import Notification
 from service.stores.base import (
     JOB_LOG_PREFIX,
+    LOG_STREAM,
     Admission,
     Retention,
     Runner,
@@ -77,9 +79,25 @@ SEAL = ""
 RELAY_BACKLOG = 100_000
 """Entries a replica's inbox keeps at most (approximately): a replica that is gone does not grow it forever."""
 
+
+@dataclass(frozen=True, slots=True)
+class _Script:
+    """A Lua script, run by its SHA1 (EVALSHA): loaded on every master at open, and again if Redis forgot it."""
+
+    body: str
+    sha: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.body.encode()).hexdigest())
+
+    def queue(self, pipe: Any, keys: Sequence[str], *args: Any) -> None:
+        # As a raw command: redis-py's cluster pipeline refuses `evalsha()`, though it routes EVALSHA by its keys.
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
 # KEYS[1] the partition's stream; KEYS[2], for a job's log, its lease.
 # ARGV: maxlen, ttl ms (0: leave the expiry alone), lease token; then id, stream, has data, data per event.
-_APPEND = """
+_APPEND = _Script("""
 if #KEYS == 2 and redis.call('GET', KEYS[2]) ~= ARGV[3] then
   return redis.error_reply('FENCED this engine no longer holds the lease of the job')
 end
@@ -99,18 +117,23 @@ for i = 4, #ARGV, 4 do
 end
 if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return written
-"""
+""")
 
-# KEYS: record, log. ARGV: record JSON, ttl ms of a finished job (0 while it runs).
-_SAVE_JOB = """
+# KEYS: record, log, lease. ARGV: record JSON, ttl ms of a finished job (0 while it runs),
+# the lease token to release ('' for none), '1' to seal the log.
+# A finished job's record, its log's seal and its lease's release are one step: a follower
+# woken by the seal finds the record final.
+_SAVE_JOB = _Script("""
 if ARGV[2] == '0' then
   redis.call('SET', KEYS[1], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return 1
 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[4] == '1' then redis.call('XADD', KEYS[2], '*', 's', '') end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
 return 1
-"""
+""")
 
 # The indexes' scripts take the owner's and the session's keys only when the job has them
 # (`_optional_keys`): ARGV[1] and ARGV[2] say which of the two follow the fixed keys.
@@ -122,7 +145,7 @@ if ARGV[2] == '1' then session = KEYS[k] end
 
 # KEYS: created, unfinished, finished, [owner], [session].
 # ARGV: has owner, has session, id, created (us), admitted or finished time (us), '1' if finished, ttl ms.
-_INDEX = (
+_INDEX = _Script(
     "local FIXED = 3"
     + _OPTIONAL_KEYS
     + """
@@ -146,7 +169,7 @@ return 1
 # KEYS: created, unfinished, [owner], [session].
 # ARGV: has owner, has session, id, created (us), now (us), max jobs, max per session, ttl ms.
 # Admission and indexing in one step: a job refused is nowhere, a job admitted is listed at once.
-_ADMIT = (
+_ADMIT = _Script(
     "local FIXED = 2"
     + _OPTIONAL_KEYS
     + """
@@ -165,7 +188,7 @@ return 0
 )
 
 # KEYS: created, unfinished, finished, [owner], [session]. ARGV: has owner, has session, id.
-_UNINDEX = (
+_UNINDEX = _Script(
     "local FIXED = 3"
     + _OPTIONAL_KEYS
     + """
@@ -180,7 +203,7 @@ return 1
 
 # KEYS: finished, created, purged. ARGV: finished before (us), cap (-1: none), batch.
 # Claims (removes from the indexes) a batch of jobs to purge, so two replicas never purge the same.
-_CLAIM_EXPIRED = """
+_CLAIM_EXPIRED = _Script("""
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
 local cap = tonumber(ARGV[2])
 if cap >= 0 and #ids < tonumber(ARGV[3]) then
@@ -198,33 +221,33 @@ for _, id in ipairs(ids) do
 end
 if #ids > 0 then redis.call('SET', KEYS[3], newest) end
 return ids
-"""
+""")
 
 # KEYS: record, log, lease, cancel. Returns the log's length before it went.
-_DROP_JOB = """
+_DROP_JOB = _Script("""
 local events = redis.call('XLEN', KEYS[2])
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 return events
-"""
+""")
 
 # KEYS: lease, cancel. ARGV: token, ttl ms. 1: renewed, 2: renewed and asked to stop, 0: lost.
-_RENEW = """
+_RENEW = _Script("""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
 return 1
-"""
+""")
 
 # KEYS: lease. ARGV: token.
-_RELEASE = """
+_RELEASE = _Script("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
-"""
+""")
 
 # KEYS: record, lease, log. ARGV: finished_at, ttl ms, log stream name.
 # An unfinished job without a lease: nobody runs it any more. Recorded as interrupted, log sealed.
 # Returns the new record; 'gone' for a job admitted whose record was never written (its engine died first).
-_REAP = """
+_REAP = _Script("""
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 'gone' end
@@ -242,7 +265,10 @@ redis.call('SET', KEYS[1], out, 'PX', ARGV[2])
 redis.call('XADD', KEYS[3], '*', 's', '')
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 return out
-"""
+""")
+
+
+_SCRIPTS = (_APPEND, _SAVE_JOB, _INDEX, _ADMIT, _UNINDEX, _CLAIM_EXPIRED, _DROP_JOB, _RENEW, _RELEASE, _REAP)
 
 
 def _tag(name: str) -> str:
@@ -280,16 +306,25 @@ def _micros() -> int:
 class _Queued:
     """Writes waiting for the next flush."""
 
-    events: dict[str, list[tuple[int, str, bytes | None]]]
-    jobs: dict[str, JobRecord]
-    commands: list[tuple[Any, ...]]
-
-    @classmethod
-    def empty(cls) -> _Queued:
-        return cls({}, {}, [])
+    events: dict[str, list[tuple[int, str, bytes | None]]] = field(default_factory=dict)
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    seals: set[str] = field(default_factory=set)
+    """Jobs whose log to seal (with their final record, when it is in the same batch)."""
+    releases: dict[str, str] = field(default_factory=dict)
+    """Jobs whose lease to give up, with the token that holds it."""
+    commands: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.jobs or self.commands)
+        return bool(self.events or self.jobs or self.seals or self.releases or self.commands)
+
+    def take(self, later: _Queued) -> None:
+        """Add what was queued after this batch (which failed, and goes again first)."""
+        for partition, events in later.events.items():
+            self.events.setdefault(partition, []).extend(events)
+        self.jobs.update(later.jobs)
+        self.seals |= later.seals
+        self.releases.update(later.releases)
+        self.commands.extend(later.commands)
 
 
 class RedisStorage:
@@ -320,8 +355,8 @@ class RedisStorage:
         self._flush_interval = flush_interval
         self._client: Client | None = None
         self._cluster = False
-        self._queued = _Queued.empty()
-        self._writing = _Queued.empty()
+        self._queued = _Queued()
+        self._writing = _Queued()
         self._wake = _Signal()
         self._flush_lock = anyio.Lock()
         self._failure: StoreError | None = None
@@ -369,6 +404,7 @@ class RedisStorage:
                 client = RedisCluster.from_url(self._url)
                 await client.initialize()
                 self._cluster = True
+            await self._load_scripts(client)
         except (RedisError, OSError) as exc:
             raise StoreError(f"cannot reach Redis at {self._url}: {exc}") from exc
         self._client = client
@@ -390,6 +426,11 @@ class RedisStorage:
                 logger.error("Redis store closed with writes it could not make: %s", error)
         await self._stack.aclose()
 
+    @staticmethod
+    async def _load_scripts(client: Client) -> None:
+        for script in _SCRIPTS:
+            await client.script_load(script.body)
+
     async def _close_client(self) -> None:
         if self._client is not None:
             await self._client.aclose()
@@ -409,54 +450,66 @@ class RedisStorage:
 
     async def flush(self) -> None:
         """Send everything queued so far; raise `StoreError` if Redis refuses it (it stays queued)."""
-        async with self._flush_lock:
-            if self._queued:
-                self._writing, self._queued = self._queued, _Queued.empty()
-                await self._write(self._writing)
+        await self._write()
         if self._failure is not None:
             raise self._failure
 
-    async def _write(self, batch: _Queued) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        # Events, then records, then seals: whoever sees a job ended (its record) finds all of its
-        # events, and a follower woken by a log's seal finds the record final.
-        seals = []
+    async def _write(self, extra: Callable[[Any], None] | None = None) -> list[Any]:
+        """Send the queued writes, then the commands `extra` adds, in one pipeline; return what `extra`'s commands
+        answered. A caller that must ask Redis something anyway (`admit`) takes the queue along: one round trip."""
+        async with self._flush_lock:
+            batch, self._queued = self._queued, _Queued()
+            if not batch and extra is None:
+                return []
+            self._writing = batch
+            pipe = self._redis.pipeline(transaction=False)
+            self._queue_batch(pipe, batch)
+            written = len(pipe)
+            if extra is not None:
+                extra(pipe)
+            try:
+                results = await pipe.execute(raise_on_error=False)
+            except (RedisError, OSError) as exc:
+                self._failed(batch, exc)
+                raise self._failure or StoreError(str(exc)) from exc
+            finally:
+                self._writing = _Queued()
+            errors = [result for result in results[:written] if isinstance(result, Exception)]
+            fenced = [error for error in errors if "FENCED" in str(error)]
+            for error in fenced:
+                logger.error("Redis store: %s; its events were dropped", error)
+            if len(errors) > len(fenced):
+                if any("NOSCRIPT" in str(error) for error in errors):  # Redis restarted, or its scripts were flushed
+                    await self._load_scripts(self._redis)
+                self._failed(batch, errors[0])
+            else:
+                self._failure = None
+            answers = results[written:]
+            for answer in answers:
+                if isinstance(answer, Exception):
+                    raise StoreError(f"Redis refused: {answer}")
+            return answers
+
+    def _queue_batch(self, pipe: Any, batch: _Queued) -> None:
+        # Events, then records: whoever sees a job ended (its record) finds all of its events.
         for partition, events in batch.events.items():
-            if events[-1][1] == SEAL:
-                seals.append((partition, events[-1:]))
-                events = events[:-1]
-            if events:
-                self._queue_append(pipe, partition, events)
+            self._queue_append(pipe, partition, events)
         for job in batch.jobs.values():
-            self._queue_job_writes(pipe, job)
-        for partition, seal in seals:
-            self._queue_append(pipe, partition, seal)
+            self._queue_job_writes(pipe, job, seal=job.id in batch.seals, release=batch.releases.get(job.id, ""))
+        for job_id in batch.seals - batch.jobs.keys():
+            pipe.xadd(self._job_key(job_id, "ev"), {"s": SEAL})
+        for job_id, token in batch.releases.items():
+            if job_id not in batch.jobs:
+                _RELEASE.queue(pipe, [self._job_key(job_id, "lease")], token)
         for command in batch.commands:
             pipe.execute_command(*command)
-        try:
-            results = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
-            self._failed(batch, exc)
-            return
-        errors = [result for result in results if isinstance(result, Exception)]
-        fenced = [error for error in errors if "FENCED" in str(error)]
-        for error in fenced:
-            logger.error("Redis store: %s; its events were dropped", error)
-        if len(errors) > len(fenced):
-            self._failed(batch, errors[0])
-            return
-        self._failure = None
-        self._writing = _Queued.empty()
 
     def _failed(self, batch: _Queued, exc: BaseException) -> None:
         """Keep the batch for the next flush (every write is idempotent) and make appenders say so."""
-        queued = self._queued
-        for partition, events in queued.events.items():
-            batch.events.setdefault(partition, []).extend(events)
-        batch.jobs.update(queued.jobs)
-        batch.commands.extend(queued.commands)
-        self._queued, self._writing = batch, _Queued.empty()
+        batch.take(self._queued)
+        self._queued = batch
         self._failure = StoreError(f"Redis: {exc}")
+        self._wake.set()
 
     def _queue_append(self, pipe: Any, partition: str, events: list[tuple[int, str, bytes | None]]) -> None:
         is_job = partition.startswith(JOB_LOG_PREFIX)
@@ -472,18 +525,21 @@ class RedisStorage:
         args: list[Any] = [maxlen, 0 if is_job else self._open_ttl, token]
         for event_id, stream, data in events:
             args += [event_id, stream, "0" if data is None else "1", data or b""]
-        pipe.eval(_APPEND, len(keys), *keys, *args)
+        _APPEND.queue(pipe, keys, *args)
 
-    def _queue_job_writes(self, pipe: Any, job: JobRecord) -> None:
+    def _queue_job_writes(self, pipe: Any, job: JobRecord, *, seal: bool, release: str) -> None:
         final = job.status.is_final
         ttl = round((self._retention.jobs * 2 + 3600) * 1000) if final else 0
-        pipe.eval(_SAVE_JOB, 2, self._job_key(job.id), self._job_key(job.id, "ev"), job.model_dump_json(), ttl)
+        keys = [self._job_key(job.id, kind) for kind in ("job", "ev", "lease")]
+        _SAVE_JOB.queue(pipe, keys, job.model_dump_json(), ttl, release, "1" if seal else "0")
+        if not final and job.id in self._tokens:
+            return  # admitted here: `admit` indexed it
         created = round(job.created_at.timestamp() * 1_000_000)
         when = round(job.finished_at.timestamp() * 1_000_000) if final and job.finished_at else _micros()
         fixed = (self._index("created"), self._index("unfinished"), self._index("finished"))
         keys, flags = self._optional_keys(job.owner, job.session_id)
         args = (job.id, created, when, "1" if final else "0", self._open_ttl)
-        pipe.eval(_INDEX, len(fixed) + len(keys), *fixed, *keys, *flags, *args)
+        _INDEX.queue(pipe, [*fixed, *keys], *flags, *args)
 
     def _optional_keys(self, owner: str | None, session_id: str | None) -> tuple[list[str], tuple[str, str]]:
         """The index keys of a job's owner and session, and the flags that tell `_OPTIONAL_KEYS` which are there."""
@@ -501,8 +557,10 @@ class RedisStorage:
                 await self._wake.wait()
                 await anyio.sleep(self._flush_interval)  # let the writes of this moment join the batch
             self._wake.clear()
-            with suppress(StoreError):  # `_failure` makes appenders report it; keep retrying
+            try:
                 await self.flush()
+            except StoreError:  # `_failure` makes appenders report it; retry, without spinning
+                await anyio.sleep(0.5)
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + PURGE_INTERVAL
                 try:
@@ -534,8 +592,9 @@ class RedisStorage:
         self._queue().commands.append(("PEXPIRE", self._events_key(partition), round(self._retention.events * 1000)))
 
     async def seal(self, partition: str) -> None:
-        """Mark the end of the log (for followers on other replicas); the events stay."""
-        await self.append(partition, SEAL, None)
+        """Mark the end of a job's log, for followers on other replicas (with its final record, if queued)."""
+        if partition.startswith(JOB_LOG_PREFIX):
+            self._queue().seals.add(partition.removeprefix(JOB_LOG_PREFIX))
 
     # JobStore
 
@@ -569,12 +628,12 @@ class RedisStorage:
         await self._call(pipe.execute())
 
     def _queue_drop(self, pipe: Any, job_id: str) -> None:
-        pipe.eval(_DROP_JOB, 4, *(self._job_key(job_id, kind) for kind in ("job", "ev", "lease", "cancel")))
+        _DROP_JOB.queue(pipe, [self._job_key(job_id, kind) for kind in ("job", "ev", "lease", "cancel")])
 
     def _queue_unindex(self, pipe: Any, job_id: str, job: JobRecord | None) -> None:
         fixed = (self._index("created"), self._index("unfinished"), self._index("finished"))
         keys, flags = self._optional_keys(job.owner, job.session_id) if job is not None else ([], ("0", "0"))
-        pipe.eval(_UNINDEX, len(fixed) + len(keys), *fixed, *keys, *flags, job_id)
+        _UNINDEX.queue(pipe, [*fixed, *keys], *flags, job_id)
 
     async def was_purged(self, job_id: str) -> bool:
         newest = await self._call(self._redis.get(self._index("purged")))
@@ -622,7 +681,7 @@ class RedisStorage:
         cutoff = _micros() - round(self._retention.jobs * 1_000_000)
         cap = self._retention.max_jobs if self._retention.max_jobs is not None else -1
         keys = (self._index("finished"), self._index("created"), self._index("purged"))
-        claimed = await self._call(self._redis.eval(_CLAIM_EXPIRED, 3, *keys, cutoff, cap, PURGE_BATCH))
+        claimed = await self._call(self._redis.evalsha(_CLAIM_EXPIRED.sha, 3, *keys, cutoff, cap, PURGE_BATCH))
         ids = [raw.decode() for raw in claimed]
         if not ids:
             return 0
@@ -655,16 +714,19 @@ class RedisStorage:
     # JobBoard
 
     async def admit(self, job: JobRecord, *, max_jobs: int, max_jobs_per_session: int) -> Admission:
-        """One round trip: admission, indexes, the lease and the record, so any replica sees the job at once."""
+        """One round trip, with whatever was queued: admission, indexes, the lease and the record, so that any
+        replica sees the job at once (and this one's last jobs, released, are counted out)."""
         token = f"{self._runner}:1"  # epoch 1: the first engine to run the job; a takeover raises it
         keys, flags = self._optional_keys(job.owner, job.session_id)
         created = round(job.created_at.timestamp() * 1_000_000)
         args = (job.id, created, _micros(), max_jobs, max_jobs_per_session, self._open_ttl)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.eval(_ADMIT, 2 + len(keys), self._index("created"), self._index("unfinished"), *keys, *flags, *args)
-        pipe.set(self._job_key(job.id, "lease"), token, nx=True, px=self._lease_ms)
-        pipe.set(self._job_key(job.id), job.model_dump_json())
-        verdict, _, _ = await self._call(pipe.execute())
+
+        def admission(pipe: Any) -> None:
+            _ADMIT.queue(pipe, [self._index("created"), self._index("unfinished"), *keys], *flags, *args)
+            pipe.set(self._job_key(job.id, "lease"), token, nx=True, px=self._lease_ms)
+            pipe.set(self._job_key(job.id), job.model_dump_json())
+
+        verdict, _, _ = await self._write(admission)
         if verdict != 0:
             await self._call(self._redis.delete(self._job_key(job.id, "lease"), self._job_key(job.id)))
             return Admission.TOO_MANY_JOBS if verdict == 1 else Admission.TOO_MANY_IN_SESSION
@@ -672,14 +734,10 @@ class RedisStorage:
         return Admission.ADMITTED
 
     async def release(self, job: JobRecord) -> None:
-        """Written through: the job's place is free on every replica when this returns."""
+        """The lease goes with the final record (queued); the job's place is free once it is written."""
         token = self._tokens.pop(job.id, None)
         if token is not None:
-            self._queued.commands.append(("EVAL", _RELEASE, 1, self._job_key(job.id, "lease"), token))
-        try:
-            await self.flush()
-        except StoreError as exc:  # queued still: the flusher retries it
-            logger.warning("Redis store: job %s ended, not yet written: %s", job.id, exc)
+            self._queue().releases[job.id] = token
 
     async def request_cancel(self, job_id: str) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -703,7 +761,7 @@ class RedisStorage:
         pipe = self._redis.pipeline(transaction=False)
         for job_id in ids:
             keys = (self._job_key(job_id), self._job_key(job_id, "lease"), self._events_key(JOB_LOG_PREFIX + job_id))
-            pipe.eval(_REAP, 3, *keys, finished_at, ttl, "log")
+            _REAP.queue(pipe, keys, finished_at, ttl, LOG_STREAM)
         reaped = []
         for job_id, raw in zip(ids, await self._call(pipe.execute()), strict=True):
             if raw == b"gone":
@@ -734,7 +792,7 @@ class RedisStorage:
         pipe = self._redis.pipeline(transaction=False)
         for job_id in ids:
             keys = (self._job_key(job_id, "lease"), self._job_key(job_id, "cancel"))
-            pipe.eval(_RENEW, 2, *keys, self._tokens[job_id], self._lease_ms)
+            _RENEW.queue(pipe, keys, self._tokens[job_id], self._lease_ms)
         for job_id, verdict in zip(ids, await self._call(pipe.execute()), strict=True):
             if verdict == 2:
                 runner.stop(job_id, JobStatus.CANCELLED)

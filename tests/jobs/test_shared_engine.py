@@ -117,9 +117,12 @@ async def test_the_per_session_limit_holds_across_engines(replicas: Replicas) ->
         b.shutdown()
 
 
-async def test_a_finished_job_frees_its_place_on_every_engine(replicas: Replicas) -> None:
+async def test_a_finished_job_frees_its_place_at_once_here_and_within_a_flush_elsewhere(replicas: Replicas) -> None:
+    """The end of a job is written with the next batch (`flush_interval`, 2 ms); the next admission takes it along."""
     async with replicas(2, JobLimits(max_jobs=1, max_jobs_per_session=1)) as (a, b):
         await a.run(spec(count=2), origin=JobOrigin.MCP)
+        await a.run(spec(count=2), origin=JobOrigin.MCP)
+        await anyio.sleep(0.05)
         await b.run(spec(count=2), origin=JobOrigin.MCP)
 
 
