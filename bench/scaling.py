@@ -24,8 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -34,13 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psutil
-
 from bench.servers import EXAMPLE, LOADGEN_CORE, ROOT, SERVER_CORE, SERVICE_SQLITE, Server, loadgen, log, running
-from harness.cluster import free_port_run
+from harness.cluster import ClusterProcess
 from harness.service import free_port
-from service.cluster.balancer import Replica, caddy_config, start_balancer
 from service.cluster.redis_server import RedisServer
 
 SERVICE_REDIS = "service-redis"
@@ -87,15 +81,15 @@ def tools(
     sessions: int,
     duration: float,
     *,
-    port: int | None = None,
     watched: Sequence[int] = (),
     redis: RedisServer | None = None,
+    pid: int | None = None,
 ) -> dict[str, Any] | None:
     """One closed-loop tool-call run, with the watched processes' CPU and Redis's counters around it."""
     before = redis_stats(redis) if redis is not None else None
     args = ["--sessions", str(sessions), "--duration", str(duration), "--warmup", "0"]
-    args += [item for pid in watched for item in ("--watch-pid", str(pid))]
-    result = loadgen(server, "tools", *args, timeout=duration + 120, port=port)
+    args += [item for watched_pid in watched for item in ("--watch-pid", str(watched_pid))]
+    result = loadgen(server, "tools", *args, timeout=duration + 120, server_pid=pid)
     if result is not None and redis is not None and before is not None and result["calls"]:
         commands, reads = redis_stats(redis)
         # warmup 0: the window covers the calls; sessions' set-up and teardown add a little.
@@ -142,110 +136,40 @@ def one_process_round(plan: Plan, order: Sequence[str], out: dict[str, Any]) -> 
                 log(f"  {name:15} notifications: {notify['notifications_per_s']:8.0f}/s")
 
 
-@dataclass
-class Cluster:
-    balancer_port: int
-    replica_pids: list[int]
-    balancer_pid: int
-    redis: RedisServer
-
-
-@contextmanager
-def cluster_on_core(replicas: int, workdir: Path) -> Iterator[Cluster]:
-    """Redis, `replicas` replicas and Caddy, all pinned to the server's core."""
-    base = free_port_run(replicas + 1)
-    parts = [Replica(f"r{index}", base + index) for index in range(1, replicas + 1)]
-    with ExitStack() as stack:
-        redis = stack.enter_context(redis_on_core(workdir))
-        procs = []
-        for replica in parts:
-            env = {
-                **{key: value for key, value in os.environ.items() if not key.startswith("SERVICE_")},
-                "PYTHONPATH": str(ROOT),
-                "SERVICE_STORE": "redis",
-                "SERVICE_REDIS_URL": redis.url,
-                "SERVICE_PORT": str(replica.port),
-                "SERVICE_REPLICA_ID": replica.id,
-                "SERVICE_LOG_LEVEL": "WARNING",
-                "SERVICE_ALLOWED_HOSTS": json.dumps([f"127.0.0.1:{base}"]),
-            }
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "service"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            stack.callback(_stop, proc)
-            pin(proc.pid)
-            procs.append(proc)
-        for replica in parts:
-            _wait(f"http://{replica.address}/healthz")
-        balancer = start_balancer("caddy", caddy_config(base, parts), workdir / "caddy", workdir / "caddy.log")
-        stack.callback(_stop, balancer)
-        pin(balancer.pid)
-        _wait(f"http://127.0.0.1:{base}/healthz")
-        yield Cluster(base, [proc.pid for proc in procs], balancer.pid, redis)
-
-
-def _wait(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def cluster_round(plan: Plan, out: dict[str, Any]) -> None:
     for replicas in plan.replicas:
-        with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp, cluster_on_core(replicas, Path(tmp)) as c:
-            first = Server(f"cluster-{replicas}", c.balancer_port, psutil_popen(c.replica_pids[0]), Path(tmp))
-            others = [*c.replica_pids[1:], c.balancer_pid, *([c.redis.proc.pid] if c.redis.proc else [])]
-            result = tools(first, CLUSTER_SESSIONS, plan.duration * 2, watched=others, redis=c.redis)
+        with ExitStack() as stack:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-cluster-")))
+            redis = stack.enter_context(redis_on_core(workdir))
+            cluster = ClusterProcess(workdir, replicas, env={"SERVICE_REDIS_URL": redis.url}, core=SERVER_CORE).start()
+            stack.callback(cluster.stop)
+            assert cluster.proc is not None
+            assert redis.proc is not None
+            replica_pids = [cluster.pids[f"r{index}"] for index in range(1, replicas + 1)]
+            balancer_pid = cluster.pids["balancer"]
+            others = [*replica_pids[1:], balancer_pid, redis.proc.pid]
+            balanced = Server(f"cluster-{replicas}", cluster.port, cluster.proc, workdir)
+            duration = plan.duration * 2
+            result = tools(balanced, CLUSTER_SESSIONS, duration, watched=others, redis=redis, pid=replica_pids[0])
             if result is not None:
-                cpu = {str(c.replica_pids[0]): result["server_cpu"], **result["watched_cpu"]}
-                replicas_cpu = sum(cpu[str(pid)] for pid in c.replica_pids)
-                result["replicas_us_per_call"] = per_call_us(result, replicas_cpu)
-                result["balancer_us_per_call"] = per_call_us(result, cpu[str(c.balancer_pid)])
-                if c.redis.proc is not None:
-                    result["redis_us_per_call"] = per_call_us(result, cpu[str(c.redis.proc.pid)])
+                cpu = {str(replica_pids[0]): result["server_cpu"], **result["watched_cpu"]}
+                result["replicas_us_per_call"] = per_call_us(result, sum(cpu[str(pid)] for pid in replica_pids))
+                result["balancer_us_per_call"] = per_call_us(result, cpu[str(balancer_pid)])
+                result["redis_us_per_call"] = per_call_us(result, cpu[str(redis.proc.pid)])
                 out.setdefault(f"balanced-{replicas}", []).append(result)
                 log(
                     f"  {replicas} replica(s) behind Caddy: {result['calls_per_s']:8.1f} calls/s  "
                     f"replicas {result['replicas_us_per_call']:5.0f} us/call  "
                     f"caddy {result['balancer_us_per_call']:5.0f} us/call  "
-                    f"redis {result.get('redis_us_per_call', 0):5.0f} us/call"
+                    f"redis {result['redis_us_per_call']:5.0f} us/call"
                 )
             if replicas == 1:  # the same replica, addressed directly: what the balancer adds
-                direct = Server("direct", c.balancer_port + 1, psutil_popen(c.replica_pids[0]), Path(tmp))
-                result = tools(direct, CLUSTER_SESSIONS, plan.duration * 2, redis=c.redis)
+                direct = Server("direct", cluster.port + 1, cluster.proc, workdir)
+                result = tools(direct, CLUSTER_SESSIONS, plan.duration * 2, redis=redis, pid=replica_pids[0])
                 if result is not None:
                     result["replicas_us_per_call"] = per_call_us(result, result["server_cpu"])
                     out.setdefault("direct-1", []).append(result)
                     log(f"  1 replica, no balancer:    {result['calls_per_s']:8.1f} calls/s")
-
-
-def psutil_popen(pid: int) -> Any:
-    """A stand-in for `Server.proc` (only `.pid` and `.poll()` are used) for a process started elsewhere."""
-    process = psutil.Process(pid)
-
-    class Proc:
-        def __init__(self) -> None:
-            self.pid = pid
-            self.returncode = None
-
-        def poll(self) -> int | None:
-            return None if process.is_running() else 0
-
-    return Proc()
 
 
 def medians(out: dict[str, Any]) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +18,8 @@ from typing import Any
 
 import psutil
 
-from harness.service import free_port
+from harness.service import free_port, service_free_environ
+from service.cluster.process import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ def server_command(
     large_history: bool = False,
     settings: dict[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SERVICE_")}
+    env = service_free_environ()
     # The snapshot of service/ (see `freeze_code`) comes first, so that edits made to the working tree
     # while the benchmark runs do not change what later rounds measure.
     env["PYTHONPATH"] = os.pathsep.join([*([str(code)] if code else []), str(ROOT)])
@@ -108,7 +108,7 @@ def server_command(
 class Server:
     name: str
     port: int
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[Any]
     workdir: Path
 
     @property
@@ -148,7 +148,7 @@ def running(
             _wait_ready(server)
             yield server
         finally:
-            _stop(proc)
+            stop_process(proc, timeout=20)
             stderr.close()
 
 
@@ -163,16 +163,6 @@ def _wait_ready(server: Server, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{server.name} did not start listening within {timeout:g}s")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _tail(server: Server, lines: int = 15) -> str:
     try:
         return "\n".join((server.workdir / "server.log").read_text(errors="replace").splitlines()[-lines:])
@@ -181,19 +171,21 @@ def _tail(server: Server, lines: int = 15) -> str:
 
 
 def loadgen(
-    server: Server, scenario: str, *args: str, timeout: float, port: int | None = None
+    server: Server, scenario: str, *args: str, timeout: float, server_pid: int | None = None
 ) -> dict[str, Any] | None:
-    """Run one load-generator scenario against `server` (or what listens on `port`, a balancer before it);
-    None (and a message) if it failed."""
+    """Run one load-generator scenario against `server`; None (and a message) if it failed.
+
+    `server_pid`: whose CPU to measure, when `server.proc` is not the process that serves (a cluster's supervisor).
+    """
     argv = [
         sys.executable,
         "-m",
         "bench.loadgen",
         scenario,
         "--port",
-        str(port or server.port),
+        str(server.port),
         "--server-pid",
-        str(server.pid),
+        str(server_pid or server.pid),
     ]
     try:
         done = subprocess.run(

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import randrange
 
 import httpx
+
+from harness.service import service_free_environ
+from service.cluster.process import port_is_free, stop_process
 
 __all__ = ["ClusterProcess", "free_port_run", "running_cluster"]
 
@@ -27,18 +28,16 @@ def free_port_run(length: int) -> int:
     """The first of `length` consecutive free ports of 127.0.0.1 (the balancer's, then one per replica)."""
     for _ in range(200):
         first = randrange(20_000, 30_000)
-        if all(_free(first + offset) for offset in range(length)):
+        if all(port_is_free(first + offset) for offset in range(length)):
             return first
     raise RuntimeError(f"no {length} consecutive free ports")
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+def _pinned_to(core: int) -> Callable[[], None]:
+    def pin() -> None:
+        os.sched_setaffinity(0, {core})
+
+    return pin
 
 
 @dataclass
@@ -56,6 +55,8 @@ class ClusterProcess:
     """`redis`, `r1`... and `balancer`, as last printed (a restarted replica prints its new pid)."""
     redis_url: str = ""
     lines: list[str] = field(default_factory=list)
+    core: int | None = None
+    """Run every part on this core alone (the benchmarks); None: wherever the system puts them."""
 
     @property
     def base_url(self) -> str:
@@ -72,7 +73,7 @@ class ClusterProcess:
         self.port = self.port or free_port_run(self.replicas + 1)
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = {
-            **{key: value for key, value in os.environ.items() if not key.startswith("SERVICE_")},
+            **service_free_environ(),
             "SERVICE_PORT": str(self.port),
             "SERVICE_LOG_LEVEL": "WARNING",
             "SERVICE_REDIS_PREFIX": f"c{self.port}",
@@ -86,6 +87,8 @@ class ClusterProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # Set before anything starts, so that every part and every thread of theirs inherits it.
+            preexec_fn=None if self.core is None else _pinned_to(self.core),
         )
         ready = threading.Event()
         threading.Thread(target=self._read, args=(ready,), daemon=True).start()
@@ -125,14 +128,7 @@ class ClusterProcess:
 
     def stop(self, timeout: float = 60.0) -> int:
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, timeout)
 
 
 @contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,16 @@ from typing import Protocol
 
 import httpx
 
-__all__ = ["REPO", "Endpoint", "ServiceProcess", "free_port", "running_service"]
+from service.cluster.process import free_port, stop_process
+
+__all__ = ["REPO", "Endpoint", "ServiceProcess", "free_port", "running_service", "service_free_environ"]
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def service_free_environ() -> dict[str, str]:
+    """This process's environment without its `SERVICE_*` settings: a started service gets only the ones it is given."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("SERVICE_")}
 
 
 class Endpoint(Protocol):
@@ -69,7 +68,7 @@ class ServiceProcess:
 
     def start(self, timeout: float = 20.0) -> ServiceProcess:
         env = {
-            **{key: value for key, value in os.environ.items() if not key.startswith("SERVICE_")},
+            **service_free_environ(),
             "SERVICE_PORT": str(self.port),
             "SERVICE_SQLITE_PATH": str(self.workdir / "service.db"),
             "SERVICE_LOG_LEVEL": "WARNING",
@@ -94,14 +93,7 @@ class ServiceProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Signal the process and wait for it; return its exit code."""
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, timeout, sig)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

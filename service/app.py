@@ -77,7 +77,8 @@ def create_app(
         tokens = {name: token.get_secret_value() for name, token in settings.auth_tokens.items()}
         token_verifier = StaticTokenVerifier(tokens)
     runner_id = new_runner_id() if not settings.replica_id else f"{settings.replica_id}-{new_runner_id()}"
-    stores = create_stores(settings, runner_id=runner_id, replica=settings.replica_id)
+    replica = settings.replica_id or runner_id  # what the other replicas call this one
+    stores = create_stores(settings, runner_id=runner_id, replica=replica)
     storage = stores.storage
     engine = JobEngine(
         storage,
@@ -136,7 +137,7 @@ def create_app(
         engine=engine,
         sessions=manager,
         auth_required=token_verifier is not None,
-        replica=settings.replica_id or runner_id,
+        replica=replica,
     )
     for exc_type, handler in exception_handlers(MCP_PATH).items():
         app.add_exception_handler(exc_type, handler)

