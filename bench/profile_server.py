@@ -3,6 +3,7 @@
     uv pip install py-spy      # not a project dependency
     uv run python -m bench.profile_server --server service-sqlite --sessions 10 --duration 20
     uv run python -m bench.profile_server --server service-sqlite --scenario notify
+    uv run python -m bench.profile_server --server service-sqlite --redis    # SERVICE_STORE=redis
     uv run python -m bench.profile_server --summarize bench/results/profile-service-sqlite.txt
 
 Starts the server pinned to core 0 (as `bench.run` does), attaches `py-spy record`
@@ -23,17 +24,22 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import psutil
 
-from bench.servers import LOADGEN_CORE, MCP_SERVERS, ROOT, SDK_LIMIT_SERVERS, loadgen, pin, running
+from bench.servers import LOADGEN_CORE, MCP_SERVERS, ROOT, SDK_LIMIT_SERVERS, SERVER_CORE, loadgen, pin, running
+from harness.service import free_port
+from service.cluster.redis_server import RedisServer
 
 IDLE_LEAVES = ("Condition.wait", "Queue.get", "Thread._wait_for_tstate_lock", "select (selectors")
 PACKAGES = (
@@ -146,11 +152,22 @@ def summarize(path: Path, top: int = 25, cpu_us: tuple[float, float] | None = No
     return "\n".join(lines)
 
 
-def profile(server_name: str, scenario: str, sessions: int, duration: float, rate: int, out: Path) -> None:
+def profile(
+    server_name: str, scenario: str, sessions: int, duration: float, rate: int, out: Path, *, redis: bool = False
+) -> None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         raise SystemExit("py-spy is not installed: uv pip install py-spy")
-    with running(server_name) as server:
+    with ExitStack() as stack:
+        settings = None
+        if redis:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="profile-redis-")))
+            redis_server = RedisServer(workdir, free_port()).start()
+            stack.callback(redis_server.stop)
+            assert redis_server.proc is not None
+            os.sched_setaffinity(redis_server.proc.pid, {SERVER_CORE})  # the store's work is the server's cost
+            settings = {"SERVICE_STORE": "redis", "SERVICE_REDIS_URL": redis_server.url}
+        server = stack.enter_context(running(server_name, settings=settings))
         # Warm up, so that start-up and first-call costs stay out of the samples.
         loadgen(server, "tools", "--sessions", str(sessions), "--duration", "2", "--warmup", "0.5", timeout=120)
         before = thread_cpu(server.pid)
@@ -211,13 +228,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="raw py-spy output (default: bench/results/profile-<server>.txt)")
     parser.add_argument("--summarize", type=Path, help="only summarize an existing raw py-spy file")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--redis", action="store_true", help="SERVICE_STORE=redis, on a redis-server started here")
     args = parser.parse_args()
     if args.summarize:
         print(summarize(args.summarize, args.top))
         return
     out = args.out or ROOT / "bench" / "results" / f"profile-{args.scenario}-{args.server}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
-    profile(args.server, args.scenario, args.sessions, args.duration, args.rate, out)
+    if args.redis:
+        out = out.with_name(out.stem + "-redis.txt")
+    profile(args.server, args.scenario, args.sessions, args.duration, args.rate, out, redis=args.redis)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ tag, so every script below touches one slot and works on Redis Cluster too:
     <p>:session:{<id>}         hash: a live MCP session's replica and owner
     <p>:inbox:{<replica>}      stream: notifications relayed to that replica's sessions
 
-Writes are queued and sent together every `flush_interval` seconds, in one pipeline,
+Writes are queued and sent together every `flush_interval` seconds, in one pipeline
+(`redis_wire`: its own connection on a single Redis, redis-py's cluster pipeline on a cluster),
 so a tool call costs about one round trip however many events it writes. That is possible
 because the store never has to ask Redis for an event id: a partition has one writer, and
 its ids come from the writer's clock (microseconds, kept strictly increasing). Redis refuses
@@ -65,6 +66,7 @@ from service.stores.base import (
     StoreError,
     StoreStats,
 )
+from service.stores.redis_wire import Command, PipelineWire, RespWire, Wire
 
 __all__ = ["RedisStorage"]
 
@@ -90,9 +92,8 @@ class _Script:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sha", hashlib.sha1(self.body.encode()).hexdigest())
 
-    def queue(self, pipe: Any, keys: Sequence[str], *args: Any) -> None:
-        # As a raw command: redis-py's cluster pipeline refuses `evalsha()`, though it routes EVALSHA by its keys.
-        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+    def call(self, keys: Sequence[str], *args: str | bytes | int) -> Command:
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
 # KEYS[1] the partition's stream; KEYS[2], for a job's log, its lease.
@@ -355,6 +356,7 @@ class RedisStorage:
         self._lease_ms = round(lease_ttl * 1000)
         self._flush_interval = flush_interval
         self._client: Client | None = None
+        self._wire: Wire | None = None
         self._queued = _Queued()
         self._writing = _Queued()
         self._wake = _Signal()
@@ -393,6 +395,11 @@ class RedisStorage:
             raise StoreError("the Redis store is not open")
         return self._client
 
+    def _wire_of(self) -> Wire:
+        if self._wire is None:
+            raise StoreError("the Redis store is not open")
+        return self._wire
+
     # Lifecycle
 
     async def __aenter__(self) -> Self:
@@ -407,8 +414,11 @@ class RedisStorage:
         except (RedisError, OSError) as exc:
             raise StoreError(f"cannot reach Redis at {self._url}: {exc}") from exc
         self._client = client
+        wire = None if isinstance(client, RedisCluster) else RespWire.for_url(self._url)
+        self._wire = wire or PipelineWire(client)
         async with AsyncExitStack() as stack:
             stack.push_async_callback(self._close_client)
+            stack.push_async_callback(self._wire.aclose)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             task_group.start_soon(self._flush_forever)
             stack.callback(task_group.cancel_scope.cancel)
@@ -453,21 +463,18 @@ class RedisStorage:
         if self._failure is not None:
             raise self._failure
 
-    async def _write(self, extra: Callable[[Any], None] | None = None) -> list[Any]:
-        """Send the queued writes, then the commands `extra` adds, in one pipeline; return what `extra`'s commands
-        answered. A caller that must ask Redis something anyway (`admit`) takes the queue along: one round trip."""
+    async def _write(self, extra: Sequence[Command] = ()) -> list[Any]:
+        """Send the queued writes, then the `extra` commands, in one pipeline; return what `extra` answered.
+        A caller that must ask Redis something anyway (`admit`) takes the queue along: one round trip."""
         async with self._flush_lock:
             batch, self._queued = self._queued, _Queued()
-            if not batch and extra is None:
+            if not batch and not extra:
                 return []
             self._writing = batch
-            pipe = self._redis.pipeline(transaction=False)
-            self._queue_batch(pipe, batch)
-            written = len(pipe)
-            if extra is not None:
-                extra(pipe)
+            commands = self._batch_commands(batch)
+            written = len(commands)
             try:
-                results = await pipe.execute(raise_on_error=False)
+                results = await self._wire_of().send([*commands, *extra])
             except (RedisError, OSError) as exc:
                 self._failed(batch, exc)
                 raise self._failure or StoreError(str(exc)) from exc
@@ -489,19 +496,18 @@ class RedisStorage:
                     raise StoreError(f"Redis refused: {answer}")
             return answers
 
-    def _queue_batch(self, pipe: Any, batch: _Queued) -> None:
+    def _batch_commands(self, batch: _Queued) -> list[Command]:
         # Events, then records: whoever sees a job ended (its record) finds all of its events.
-        for partition, events in batch.events.items():
-            self._queue_append(pipe, partition, events)
+        commands = [self._append_command(partition, events) for partition, events in batch.events.items()]
         for job in batch.jobs.values():
-            self._queue_job_writes(pipe, job, seal=job.id in batch.seals, release=batch.releases.get(job.id, ""))
+            commands += self._job_commands(job, seal=job.id in batch.seals, release=batch.releases.get(job.id, ""))
         for job_id in batch.seals - batch.jobs.keys():
-            pipe.xadd(self._job_key(job_id, "ev"), {"s": SEAL})
+            commands.append(("XADD", self._job_key(job_id, "ev"), "*", "s", SEAL))
         for job_id, token in batch.releases.items():
             if job_id not in batch.jobs:
-                _RELEASE.queue(pipe, [self._job_key(job_id, "lease")], token)
-        for command in batch.commands:
-            pipe.execute_command(*command)
+                commands.append(_RELEASE.call([self._job_key(job_id, "lease")], token))
+        commands += batch.commands
+        return commands
 
     def _failed(self, batch: _Queued, exc: BaseException) -> None:
         """Keep the batch for the next flush (every write is idempotent) and make appenders say so."""
@@ -510,7 +516,7 @@ class RedisStorage:
         self._failure = StoreError(f"Redis: {exc}")
         self._wake.set()
 
-    def _queue_append(self, pipe: Any, partition: str, events: list[tuple[int, str, bytes | None]]) -> None:
+    def _append_command(self, partition: str, events: list[tuple[int, str, bytes | None]]) -> Command:
         is_job = partition.startswith(JOB_LOG_PREFIX)
         keys = [self._events_key(partition)]
         token = ""
@@ -521,24 +527,24 @@ class RedisStorage:
                 keys.append(self._job_key(job_id, "lease"))
         # A job's log has room for its seal besides its events; a session's expires after its last event.
         maxlen = self._max_events + 1 if is_job else self._max_events
-        args: list[Any] = [maxlen, 0 if is_job else self._open_ttl, token]
+        args: list[str | bytes | int] = [maxlen, 0 if is_job else self._open_ttl, token]
         for event_id, stream, data in events:
             args += [event_id, stream, "0" if data is None else "1", data or b""]
-        _APPEND.queue(pipe, keys, *args)
+        return _APPEND.call(keys, *args)
 
-    def _queue_job_writes(self, pipe: Any, job: JobRecord, *, seal: bool, release: str) -> None:
+    def _job_commands(self, job: JobRecord, *, seal: bool, release: str) -> list[Command]:
         final = job.status.is_final
         ttl = round((self._retention.jobs * 2 + 3600) * 1000) if final else 0
         keys = [self._job_key(job.id, kind) for kind in ("job", "ev", "lease")]
-        _SAVE_JOB.queue(pipe, keys, job.model_dump_json(), ttl, release, "1" if seal else "0")
+        save = _SAVE_JOB.call(keys, job.model_dump_json(), ttl, release, "1" if seal else "0")
         if not final and job.id in self._tokens:
-            return  # admitted here: `admit` indexed it
+            return [save]  # admitted here: `admit` indexed it
         created = round(job.created_at.timestamp() * 1_000_000)
         when = round(job.finished_at.timestamp() * 1_000_000) if final and job.finished_at else _micros()
         fixed = (self._index("created"), self._index("unfinished"), self._index("finished"))
         keys, flags = self._optional_keys(job.owner, job.session_id)
         args = (job.id, created, when, "1" if final else "0", self._open_ttl)
-        _INDEX.queue(pipe, [*fixed, *keys], *flags, *args)
+        return [save, _INDEX.call([*fixed, *keys], *flags, *args)]
 
     def _optional_keys(self, owner: str | None, session_id: str | None) -> tuple[list[str], tuple[str, str]]:
         """The index keys of a job's owner and session, and the flags that tell `_OPTIONAL_KEYS` which are there."""
@@ -612,27 +618,22 @@ class RedisStorage:
     async def _get_jobs(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
         if not job_ids:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.get(self._job_key(job_id))
-        results = await self._call(pipe.execute())
+        results = await self._send([("GET", self._job_key(job_id)) for job_id in job_ids])
         return [None if raw is None else JobRecord.model_validate_json(raw) for raw in results]
 
     async def delete_job(self, job_id: str) -> None:
         await self.flush()
         job = await self.get_job(job_id)
-        pipe = self._redis.pipeline(transaction=False)
-        self._queue_drop(pipe, job_id)
-        self._queue_unindex(pipe, job_id, job)
-        await self._call(pipe.execute())
+        await self._send(self._drop_commands(job_id, job))
 
-    def _queue_drop(self, pipe: Any, job_id: str) -> None:
-        _DROP_JOB.queue(pipe, [self._job_key(job_id, kind) for kind in ("job", "ev", "lease", "cancel")])
-
-    def _queue_unindex(self, pipe: Any, job_id: str, job: JobRecord | None) -> None:
+    def _drop_commands(self, job_id: str, job: JobRecord | None) -> list[Command]:
+        """A job's keys deleted (the first command answers its log's length), then its index entries."""
         fixed = (self._index("created"), self._index("unfinished"), self._index("finished"))
         keys, flags = self._optional_keys(job.owner, job.session_id) if job is not None else ([], ("0", "0"))
-        _UNINDEX.queue(pipe, [*fixed, *keys], *flags, job_id)
+        return [
+            _DROP_JOB.call([self._job_key(job_id, kind) for kind in ("job", "ev", "lease", "cancel")]),
+            _UNINDEX.call([*fixed, *keys], *flags, job_id),
+        ]
 
     async def was_purged(self, job_id: str) -> bool:
         newest = await self._call(self._redis.get(self._index("purged")))
@@ -680,16 +681,13 @@ class RedisStorage:
         cutoff = _micros() - round(self._retention.jobs * 1_000_000)
         cap = self._retention.max_jobs if self._retention.max_jobs is not None else -1
         keys = (self._index("finished"), self._index("created"), self._index("purged"))
-        claimed = await self._call(self._redis.evalsha(_CLAIM_EXPIRED.sha, 3, *keys, cutoff, cap, PURGE_BATCH))
+        (claimed,) = await self._send([_CLAIM_EXPIRED.call(keys, cutoff, cap, PURGE_BATCH)])
         ids = [raw.decode() for raw in claimed]
         if not ids:
             return 0
         jobs = await self._get_jobs(ids)
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id, job in zip(ids, jobs, strict=True):
-            self._queue_drop(pipe, job_id)
-            self._queue_unindex(pipe, job_id, job)
-        results = await self._call(pipe.execute())
+        drops = [command for job_id, job in zip(ids, jobs, strict=True) for command in self._drop_commands(job_id, job)]
+        results = await self._send(drops)
         return len(ids) + sum(int(events) for events in results[::2])
 
     async def stats(self) -> StoreStats:
@@ -699,10 +697,7 @@ class RedisStorage:
         await self.flush()
         jobs = await self._call(self._redis.zcard(self._index("created")))
         keys = [key async for key in self._redis.scan_iter(match=f"{self._prefix}:ev:*", count=1000)]
-        pipe = self._redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.xlen(key)
-        events = sum(await self._call(pipe.execute())) if keys else 0
+        events = sum(await self._send([("XLEN", key) for key in keys]))
         if isinstance(self._redis, RedisCluster):
             by_node = await self._call(self._redis.info("memory", target_nodes=RedisCluster.PRIMARIES))
             nodes = list(by_node.values())
@@ -722,11 +717,11 @@ class RedisStorage:
         created = round(job.created_at.timestamp() * 1_000_000)
         args = (job.id, created, _micros(), max_jobs, max_jobs_per_session, self._open_ttl)
 
-        def admission(pipe: Any) -> None:
-            _ADMIT.queue(pipe, [self._index("created"), self._index("unfinished"), *keys], *flags, *args)
-            pipe.set(self._job_key(job.id, "lease"), token, nx=True, px=self._lease_ms)
-            pipe.set(self._job_key(job.id), job.model_dump_json())
-
+        admission = [
+            _ADMIT.call([self._index("created"), self._index("unfinished"), *keys], *flags, *args),
+            ("SET", self._job_key(job.id, "lease"), token, "NX", "PX", self._lease_ms),
+            ("SET", self._job_key(job.id), job.model_dump_json()),
+        ]
         verdict, _, _ = await self._write(admission)
         if verdict != 0:
             await self._call(self._redis.delete(self._job_key(job.id, "lease"), self._job_key(job.id)))
@@ -741,10 +736,8 @@ class RedisStorage:
             self._queue().releases[job.id] = token
 
     async def request_cancel(self, job_id: str) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.set(self._job_key(job_id, "cancel"), "1", px=round(max(self._retention.jobs, 60) * 1000))
-        pipe.publish(f"{self._prefix}:cancel", job_id)
-        await self._call(pipe.execute())
+        flag = ("SET", self._job_key(job_id, "cancel"), "1", "PX", round(max(self._retention.jobs, 60) * 1000))
+        await self._send([flag, ("PUBLISH", f"{self._prefix}:cancel", job_id)])
 
     async def abandoned_jobs(self) -> Sequence[JobRecord]:
         """Record as interrupted every unfinished job whose lease has expired, and return them."""
@@ -759,12 +752,17 @@ class RedisStorage:
             return []
         finished_at = utcnow().isoformat().replace("+00:00", "Z")
         ttl = round((self._retention.jobs * 2 + 3600) * 1000)
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id in ids:
-            keys = (self._job_key(job_id), self._job_key(job_id, "lease"), self._events_key(JOB_LOG_PREFIX + job_id))
-            _REAP.queue(pipe, keys, finished_at, ttl, LOG_STREAM)
+        commands = [
+            _REAP.call(
+                [self._job_key(job_id), self._job_key(job_id, "lease"), self._events_key(JOB_LOG_PREFIX + job_id)],
+                finished_at,
+                ttl,
+                LOG_STREAM,
+            )
+            for job_id in ids
+        ]
         reaped = []
-        for job_id, raw in zip(ids, await self._call(pipe.execute()), strict=True):
+        for job_id, raw in zip(ids, await self._send(commands), strict=True):
             if raw == b"gone":
                 self._queued.commands.append(("ZREM", self._index("unfinished"), job_id))
             elif raw:
@@ -790,11 +788,9 @@ class RedisStorage:
         ids = [job_id for job_id in runner.running_job_ids() if job_id in self._tokens]
         if not ids:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id in ids:
-            keys = (self._job_key(job_id, "lease"), self._job_key(job_id, "cancel"))
-            _RENEW.queue(pipe, keys, self._tokens[job_id], self._lease_ms)
-        for job_id, verdict in zip(ids, await self._call(pipe.execute()), strict=True):
+        keys = {job_id: [self._job_key(job_id, "lease"), self._job_key(job_id, "cancel")] for job_id in ids}
+        commands = [_RENEW.call(keys[job_id], self._tokens[job_id], self._lease_ms) for job_id in ids]
+        for job_id, verdict in zip(ids, await self._send(commands), strict=True):
             if verdict == 2:
                 runner.stop(job_id, JobStatus.CANCELLED)
             elif verdict == 0:
@@ -887,6 +883,14 @@ class RedisStorage:
                 self._wake.set()
 
     # Calls
+
+    async def _send(self, commands: Sequence[Command]) -> list[Any]:
+        """Their replies, in one round trip; `StoreError` if Redis refused any of them."""
+        replies: list[Any] = await self._call(self._wire_of().send(commands))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise StoreError(f"Redis refused: {reply}")
+        return replies
 
     async def _call(self, call: Awaitable[Any]) -> Any:
         try:
