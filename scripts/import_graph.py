@@ -17,13 +17,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "service"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("service", "service.settings", "service.sse"),
+    ("service", "service.settings", "service.sse", "service.telemetry"),
     ("service.jobs", "service.jobs.models", "service.jobs.sinks"),
     ("service.stores",),
     ("service.jobs.engine",),
     ("service.auth", "service.errors", "service.middleware"),
     ("service.mcp",),
-    ("service.api",),
+    ("service.api", "service.dashboard"),
     ("service.lifecycle", "service.app"),
     ("service.cli", "service.__main__", "service.cluster"),
 )

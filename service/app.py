@@ -14,11 +14,12 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Scope
+from typing_extensions import override
 
-from service import __version__
-from service.api import health
+from service import __version__, dashboard
+from service.api import docs, health, metrics
 from service.api.deps import Services
 from service.api.jobs import jobs_router
 from service.api.schemas import JobCreate
@@ -28,17 +29,22 @@ from service.jobs.engine import JobEngine, JobLimits
 from service.jobs.models import SpecLimits, new_runner_id, spec_model
 from service.lifecycle import Lifecycle
 from service.mcp.manager import SessionManager
+from service.mcp.metrics import McpMetricsMiddleware
 from service.mcp.server import build_server
 from service.mcp.tools import McpTool
 from service.middleware import (
     BodyLimitMiddleware,
     HeaderLimitMiddleware,
     HostCheckMiddleware,
+    HttpMetricsMiddleware,
     JsonErrorsMiddleware,
+    RequestIdMiddleware,
     TrimmedHeadersMiddleware,
 )
 from service.settings import Settings
 from service.stores import create_stores
+from service.stores.measured import MeasuredStorage
+from service.telemetry.metrics import Metrics
 
 __all__ = ["MCP_PATH", "ServiceApp", "create_app"]
 
@@ -52,6 +58,18 @@ MCP over StreamableHTTP at **`/mcp`** (POST, GET, DELETE), with one tool,
 `start-notification-stream`, and the REST routes below to start, inspect, cancel and follow
 the same notification jobs. Every job, whichever side started it, is visible on both.
 """
+
+
+class LabelledRoute(Route):
+    """A Starlette route that leaves itself in the scope when it matches, as FastAPI's own routes do: the
+    HTTP metrics label a request by its route's template, and FastAPI's router does not set it for this one."""
+
+    @override
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
 
 
 class ServiceApp(FastAPI):
@@ -79,12 +97,14 @@ def create_app(
     runner_id = new_runner_id() if not settings.replica_id else f"{settings.replica_id}-{new_runner_id()}"
     replica = settings.replica_id or runner_id  # what the other replicas call this one
     stores = create_stores(settings, runner_id=runner_id, replica=replica)
-    storage = stores.storage
+    telemetry = Metrics(backend=settings.store.value)
+    storage = MeasuredStorage(stores.storage, telemetry)
     engine = JobEngine(
         storage,
         JobLimits(max_jobs=settings.max_jobs, max_jobs_per_session=settings.max_jobs_per_session),
         board=stores.board,
         runner_id=runner_id,
+        metrics=telemetry,
     )
     # One model of a job's arguments with the configured limits, for the tool and the REST body alike.
     limits = SpecLimits(
@@ -94,8 +114,15 @@ def create_app(
         max_caller_length=settings.max_caller_length,
     )
     manager = SessionManager(
-        build_server(engine, spec=spec_model(limits), version=__version__, extra_tools=extra_tools),
+        build_server(
+            engine,
+            spec=spec_model(limits),
+            version=__version__,
+            extra_tools=extra_tools,
+            middleware=[McpMetricsMiddleware(telemetry)],
+        ),
         event_log=storage,
+        on_replay=lambda events: telemetry.replayed("mcp", events),
         relay=stores.relay,
         replica=settings.replica_id,
         fast_path=settings.mcp_fast_path,
@@ -112,6 +139,7 @@ def create_app(
         max_request_body_size=settings.max_request_body,
     )
 
+    telemetry.watch(sessions=lambda: len(manager), running_jobs=lambda: engine.running_count)
     lifecycle = Lifecycle(storage, engine, manager, stores.relay)
 
     @asynccontextmanager
@@ -130,6 +158,9 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by `docs` from the package itself: FastAPI's own pages load their scripts from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.lifecycle = lifecycle
     app.state.services = Services(
@@ -138,11 +169,15 @@ def create_app(
         sessions=manager,
         auth_required=token_verifier is not None,
         replica=replica,
+        metrics=telemetry,
     )
     for exc_type, handler in exception_handlers(MCP_PATH).items():
         app.add_exception_handler(exc_type, handler)
     app.include_router(jobs_router(spec_model(limits, base=JobCreate, name="JobCreate")))
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    docs.install(app)
+    dashboard.install(app)
 
     mcp_endpoint: ASGIApp = TrimmedHeadersMiddleware(StreamableHTTPASGIApp(manager))
     if token_verifier is not None:
@@ -150,7 +185,7 @@ def create_app(
         # session manager binds each session to the principal that opened it.
         mcp_endpoint = RequireAuthMiddleware(AuthContextMiddleware(mcp_endpoint), required_scopes=[])
     # A route, not a mount: a mount would answer /mcp with a 307 redirect to /mcp/.
-    app.router.routes.append(Route(MCP_PATH, mcp_endpoint, methods=["GET", "POST", "DELETE"]))
+    app.router.routes.append(LabelledRoute(MCP_PATH, mcp_endpoint, methods=["GET", "POST", "DELETE"]))
 
     # Middleware, innermost first.
     if token_verifier is not None:
@@ -159,12 +194,14 @@ def create_app(
     app.add_middleware(HostCheckMiddleware, allowed_hosts=settings.mcp_allowed_hosts(), exempt=[MCP_PATH, "/healthz"])
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(JsonErrorsMiddleware, mcp_path=MCP_PATH)
+    app.add_middleware(HttpMetricsMiddleware, metrics=telemetry)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Accept", "Last-Event-ID", *MCP_HEADERS],
-            expose_headers=MCP_HEADERS,
+            expose_headers=[*MCP_HEADERS, "X-Request-ID"],
         )
+    app.add_middleware(RequestIdMiddleware)  # outermost: every line logged for a request carries its id
     return app

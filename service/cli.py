@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import logging.config
 import socket
 import sys
 import warnings
@@ -20,6 +21,7 @@ from service.cluster.supervisor import Supervisor
 from service.settings import SettingsError, load_settings
 from service.stores import check_storage
 from service.stores.base import StoreError
+from service.telemetry.logs import logging_config
 
 __all__ = ["Server", "main"]
 
@@ -57,7 +59,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"mcp-notification-service cluster: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
         raise SystemExit(code)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_config = logging_config(
+        level=settings.log_level,
+        log_format=settings.log_format,
+        replica=settings.replica_id,
+        payloads=settings.log_payloads,
+    )
+    logging.config.dictConfig(log_config)
     # The SDK warns on every log notification that logging is deprecated as of 2026-07-28. This
     # service sends them to handshake-era clients, for whom it is not, and to 2026 clients only
     # when they ask: the warning says nothing an operator can act on.
@@ -80,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        log_config=log_config,
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
     Server(config, on_shutdown=app.lifecycle.begin_shutdown).run()

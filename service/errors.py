@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from service.stores.base import StoreError
+from service.telemetry import context
 
 __all__ = ["exception_handlers", "rpc_error"]
 
@@ -67,7 +68,7 @@ async def storage_unavailable(request: Request, exc: StoreError) -> JSONResponse
 def _internal_error(mcp_path: str) -> Handler:
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         """A bug: the client gets an id to quote, the log gets the same id and the traceback."""
-        request_id = uuid4().hex[:16]
+        request_id = context.request_id.get() or uuid4().hex
         logger.error("request %s: %s %s failed", request_id, request.method, request.url.path, exc_info=exc)
         message = f"Internal server error (request {request_id})"
         body: dict[str, Any] = (
@@ -75,6 +76,7 @@ def _internal_error(mcp_path: str) -> Handler:
             if request.url.path == mcp_path
             else {"detail": message, "request_id": request_id}
         )
+        # Outside `RequestIdMiddleware` (Starlette runs this handler outermost): the header is set here.
         return JSONResponse(body, status_code=500, headers={"X-Request-ID": request_id})
 
     return internal_error

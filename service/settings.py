@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     log_level: LogLevel = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    log_payloads: bool = False
+    """At DEBUG, also the loggers that write messages' contents (the SDK's, sse-starlette's)."""
+    metrics_public: bool = False
+    """`/metrics` without a token even when authentication is on (for a scraper on a private network)."""
     json_response: bool = False
     shutdown_timeout: Annotated[int, Field(ge=1)] = 3
 

@@ -11,6 +11,7 @@ from service.auth import principal_of
 from service.jobs.engine import JobEngine
 from service.jobs.sinks import SessionDirectory
 from service.settings import Settings
+from service.telemetry.metrics import Metrics
 
 __all__ = ["EngineDep", "PrincipalDep", "Services", "ServicesDep"]
 
@@ -25,6 +26,7 @@ class Services:
     auth_required: bool
     replica: str
     """This process among the replicas of its store (`SERVICE_REPLICA_ID`, else its runner id)."""
+    metrics: Metrics
 
 
 def get_services(request: Request) -> Services:

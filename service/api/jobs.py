@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 
@@ -25,6 +26,8 @@ _LINKS_FROM_A_JOB = {
     name: {"operationId": name, "parameters": _JOB_ID} for name in ("get_job", "cancel_job", "delete_job", "job_events")
 }
 """OpenAPI links: what a client (or a fuzzer) may do next with the job it just started."""
+CHANGES_POLL = 0.5
+"""Seconds between the reads of `/jobs/changes`."""
 MAX_OFFSET = 1_000_000_000
 """Far beyond any store's job count, and well inside a 64-bit integer (SQLite's)."""
 
@@ -98,6 +101,48 @@ def jobs_router(job_create: type[JobCreate]) -> APIRouter:
             items=[Job.of(job) for job in jobs[:limit]], next_offset=offset + limit if len(jobs) > limit else None
         )
 
+    @router.get(
+        "/changes",
+        summary="The caller's jobs as they change (SSE)",
+        operation_id="job_changes",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "A `job` event per change"}},
+    )
+    async def job_changes(
+        services: ServicesDep,
+        principal: PrincipalDep,
+        limit: Annotated[int, Query(ge=1, le=200, description="How many of the newest jobs to watch.")] = 50,
+    ) -> StreamingResponse:
+        """The newest `limit` jobs at once (a `job` event each, then `synced` with their number), then a `job`
+        event whenever one starts, progresses or ends, on any replica, and `gone` (its id) when one is deleted
+        or purged. It never ends by itself.
+
+        Read from the store every half second: what a dashboard needs, without a stream per job."""
+        engine, ping = services.engine, services.settings.sse_ping_interval
+
+        async def stream() -> AsyncIterator[bytes]:
+            seen: dict[str, tuple[JobStatus, int]] = {}
+            quiet, synced = 0.0, False
+            while True:
+                jobs = await engine.list_jobs(owner=principal, limit=limit)
+                frames = [sse.frame(job_id, event="gone") for job_id in seen.keys() - {job.id for job in jobs}]
+                for job in jobs:
+                    if seen.get(job.id) != (job.status, job.sent):
+                        frames.append(sse.frame(Job.of(job).model_dump_json(), event="job"))
+                if not synced:  # after the first read: the list is complete, and the stream is live
+                    frames.append(sse.frame(str(len(jobs)), event="synced"))
+                    synced = True
+                seen = {job.id: (job.status, job.sent) for job in jobs}
+                quiet = 0.0 if frames else quiet + CHANGES_POLL
+                if quiet >= ping:
+                    frames.append(sse.PING)
+                    quiet = 0.0
+                if frames:
+                    yield b"".join(frames)
+                await anyio.sleep(CHANGES_POLL)
+
+        return StreamingResponse(stream(), headers=sse.HEADERS)
+
     @router.get("/{job_id}", summary="One job", operation_id="get_job", responses=error_responses(404))
     async def get_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
         return Job.of(await _job_or_404(engine, job_id, principal))
@@ -167,6 +212,7 @@ def jobs_router(job_create: type[JobCreate]) -> APIRouter:
                     f"Last-Event-ID {last_event_id[:64]!r} is not an event of job {job_id}",
                 )
             after = parsed
+            services.metrics.replayed("rest", 0)  # the events it resends are not told apart from live ones
 
         async def stream() -> AsyncIterator[bytes]:
             async for event in engine.follow(job_id, after, heartbeat=services.settings.sse_ping_interval):

@@ -25,6 +25,8 @@ from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus, new_ru
 from service.jobs.sinks import Notification, Sink
 from service.stores.base import LOG_STREAM, Admission, JobBoard, Storage, StoredEvent, StoreStats, job_partition
 from service.stores.local import LocalBoard
+from service.telemetry import context
+from service.telemetry.metrics import Metrics
 
 __all__ = ["LOG_STREAM", "JobEngine", "JobLimits", "TooManyJobs"]
 
@@ -81,11 +83,15 @@ class JobEngine:
         *,
         board: JobBoard | None = None,
         runner_id: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._storage = storage
         self._board = board if board is not None else LocalBoard(storage)
         self._limits = limits
         self.runner_id = runner_id or new_runner_id()
+        self._metrics = metrics if metrics is not None else Metrics(backend="unnamed")
+        # Children resolved once: the per-notification counter is on the hot path.
+        self._sent = {origin: self._metrics.notifications.labels(origin.value) for origin in JobOrigin}
         self._live: dict[str, _LiveJob] = {}
         self._task_group: TaskGroup | None = None
 
@@ -93,7 +99,7 @@ class JobEngine:
     async def running(self) -> AsyncIterator[JobEngine]:
         """Run jobs until the block exits; then cancel the ones still running and record them."""
         for job in await self._board.abandoned_jobs():
-            logger.warning("job %s was left %s by an engine that is gone: marked interrupted", job.id, job.status)
+            self.lost(job)
         async with anyio.create_task_group() as watching:
             watching.start_soon(self._board.watch, self, name="job board")
             try:
@@ -123,6 +129,17 @@ class JobEngine:
             live.cancel_status = status
             live.cancel_scope.cancel()
 
+    def lost(self, job: JobRecord) -> None:
+        self._metrics.leases_expired.inc()
+        logger.warning(
+            "job %s lost its engine (%s; its lease expired): recorded interrupted after %d of %d notifications",
+            job.id,
+            job.runner or "unknown",
+            job.sent,
+            job.count,
+            extra={"job_id": job.id},
+        )
+
     # Commands
 
     async def _admit(self, job: JobRecord) -> None:
@@ -131,6 +148,10 @@ class JobEngine:
         verdict = await self._board.admit(
             job, max_jobs=limits.max_jobs, max_jobs_per_session=limits.max_jobs_per_session
         )
+        if verdict is Admission.ADMITTED:
+            if self._board.leased:
+                self._metrics.leases_taken.inc()
+            return
         if verdict is Admission.TOO_MANY_JOBS:
             raise TooManyJobs(f"too many running jobs: the limit is {limits.max_jobs} (SERVICE_MAX_JOBS)")
         if verdict is Admission.TOO_MANY_IN_SESSION:
@@ -276,6 +297,11 @@ class JobEngine:
         job = live.job
         job.status, job.started_at = JobStatus.RUNNING, utcnow()
         partition = job_partition(job.id)
+        sent = self._sent[job.origin]
+        # `run` runs the job in its caller's task: the job's id leaves the logging context with the job.
+        named = context.job_id.set(job.id)
+        self._metrics.jobs_started.labels(job.origin.value).inc()
+        logger.info("job started: %d notifications every %gs, for %s", job.count, job.interval, job.origin.value)
         try:
             await self._storage.save_job(job)
             with live.cancel_scope:
@@ -287,6 +313,7 @@ class JobEngine:
                     notification = Notification(job.id, index, job.count, job.caller)
                     await self._storage.append(partition, LOG_STREAM, notification.to_json())
                     job.sent = index
+                    sent.inc()
                     await self._deliver(live, notification)
                     live.touch()
                     if anyio.current_time() - saved >= PROGRESS_INTERVAL and index < job.count:
@@ -311,6 +338,10 @@ class JobEngine:
                     del self._live[job.id]
                     live.done.set()
                     live.touch()
+                    self._metrics.jobs_ended.labels(job.origin.value, job.status.value).inc()
+                    took = (job.finished_at - job.started_at).total_seconds()
+                    logger.info("job ended %s: %d of %d sent in %.3fs", job.status.value, job.sent, job.count, took)
+                    context.job_id.reset(named)
 
     async def _deliver(self, live: _LiveJob, notification: Notification) -> None:
         for sink in tuple(live.sinks):

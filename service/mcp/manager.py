@@ -13,6 +13,7 @@ session, and carries notifications of jobs that run elsewhere to it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
@@ -29,6 +30,7 @@ from service.mcp.event_store import SessionEventStore, session_partition
 from service.mcp.resumable import ResumableTransport
 from service.mcp.sinks import RelayedSessionSink, SessionStreamSink
 from service.stores.base import EventLog, SessionRelay
+from service.telemetry import context
 
 __all__ = ["SessionManager"]
 
@@ -53,6 +55,7 @@ class SessionManager(StreamableHTTPSessionManager):
         ping_interval: float,
         replica: str = "",
         fast_path: bool = True,
+        on_replay: Callable[[int], None] = lambda events: None,
         **options: Any,
     ) -> None:
         super().__init__(app, event_store=None, **options)
@@ -60,6 +63,7 @@ class SessionManager(StreamableHTTPSessionManager):
         self._relay = relay
         self._id_prefix = f"{replica}." if replica else ""
         self._ping_interval = ping_interval
+        self._on_replay = on_replay
         self._transport_class = speed_layer.FastTransport if fast_path else ResumableTransport
         # Each live session's principal (None without authentication). Our own record: on
         # shutdown the SDK forgets its sessions before it discards them.
@@ -113,12 +117,15 @@ class SessionManager(StreamableHTTPSessionManager):
             retry_interval=self.retry_interval,
             idle_timeout=self.session_idle_timeout,
             ping_interval=self._ping_interval,
+            on_replay=self._on_replay,
         )
         if requestor is not None:
             self._session_owners[session_id] = requestor
         self._server_instances[session_id] = transport
         owner = self._owners[session_id] = None if requestor is None else requestor["client_id"]
         self._relay.register_session(session_id, owner)
+        context.session_id.set(session_id)  # the rest of the `initialize` request logs it
+        logger.info("MCP session opened%s", "" if owner is None else f" by {owner}")
         return transport
 
     @override
@@ -127,4 +134,5 @@ class SessionManager(StreamableHTTPSessionManager):
         if session_id in self._owners:
             del self._owners[session_id]
             self._relay.unregister_session(session_id)
+            logger.info("MCP session closed", extra={"session_id": session_id})
             await self._event_log.end_partition(session_partition(session_id))

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any
@@ -81,11 +81,19 @@ class ResumableTransport(StreamableHTTPServerTransport):
 
     @override
     def __init__(
-        self, *, mcp_session_id: str, event_store: SessionEventStore, ping_interval: float, **options: Any
+        self,
+        *,
+        mcp_session_id: str,
+        event_store: SessionEventStore,
+        ping_interval: float,
+        on_replay: Callable[[int], None] = lambda events: None,
+        **options: Any,
     ) -> None:
         super().__init__(mcp_session_id=mcp_session_id, event_store=event_store, **options)
         self._session_store = event_store
         self._ping_interval = ping_interval
+        self._on_replay = on_replay
+        """Called with the number of stored events each resumption sent again (for the metrics)."""
         # Set when the connection currently serving a stream has let go of it.
         self._released: dict[StreamId, anyio.Event] = {}
 
@@ -259,8 +267,10 @@ class ResumableTransport(StreamableHTTPServerTransport):
             # Checked for each event: a client may reuse a finished request's id, and that
             # request's events then follow the response on the same stream.
             if stream_id != GET_STREAM_KEY and _is_response(event):
+                self._on_replay(len(frames))
                 await sse.write(send, b"".join(frames), more=False)
                 return after, True
+        self._on_replay(len(frames))
         if frames:
             await sse.write(send, b"".join(frames))
         return after, False

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from mcp.server.context import ServerRequestContext
+from mcp.server.context import ServerMiddleware, ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
@@ -36,8 +36,10 @@ def build_server(
     spec: type[JobSpec],
     version: str,
     extra_tools: Sequence[McpTool] = (),
+    middleware: Sequence[ServerMiddleware[Any]] = (),
 ) -> Server[Any]:
-    """The low-level MCP server. `extra_tools` lets an embedding app (or a test set-up) add its own."""
+    """The low-level MCP server. `extra_tools` lets an embedding app (or a test set-up) add its own;
+    `middleware` wraps every inbound message, inside the SDK's own (its OpenTelemetry spans)."""
     tools = {tool.definition.name: tool for tool in (notification_tool(engine, spec), *extra_tools)}
     listing = ListToolsResult(tools=[tool.definition for tool in tools.values()])
 
@@ -75,4 +77,5 @@ def build_server(
     # Registered directly rather than through the constructor, which warns that logging is deprecated
     # as of 2026-07-28: this server still serves handshake-era clients, for whom it is not.
     server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_logging_level)
+    server.middleware.extend(middleware)
     return server

@@ -199,6 +199,10 @@ class Runner(Protocol):
         """Cancel a job this engine runs; it ends as `status`."""
         ...
 
+    def lost(self, job: JobRecord) -> None:
+        """A job found without its engine (its lease expired), now recorded as interrupted: for the log and metrics."""
+        ...
+
 
 class JobBoard(Protocol):
     """What the engines that share a store agree on: how many jobs run, which engine runs each, who must stop.
@@ -206,6 +210,9 @@ class JobBoard(Protocol):
     A job is admitted (counted against the limits, across every engine of the store, and
     leased to the engine that runs it), then released when its final record is saved.
     """
+
+    leased: bool
+    """Whether admission takes a lease (engines share the store) or only counts (one process)."""
 
     async def admit(self, job: JobRecord, *, max_jobs: int, max_jobs_per_session: int) -> Admission: ...
 

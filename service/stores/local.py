@@ -19,6 +19,8 @@ __all__ = ["LocalBoard", "LocalRelay"]
 
 
 class LocalBoard:
+    leased = False
+
     def __init__(self, store: Storage) -> None:
         self._store = store
         self._admitted: set[str] = set()

@@ -331,6 +331,8 @@ class _Queued:
 class RedisStorage:
     """`Storage`, `JobBoard` and `SessionRelay` on one Redis (or Redis Cluster), shared by every replica."""
 
+    leased = True
+
     def __init__(
         self,
         url: str,
@@ -780,7 +782,7 @@ class RedisStorage:
                 try:
                     await self._renew(runner)
                     for job in await self.abandoned_jobs():
-                        logger.warning("job %s lost its engine (its lease expired): marked interrupted", job.id)
+                        runner.lost(job)
                 except StoreError as exc:
                     logger.warning("Redis store: lease renewal failed: %s", exc)
 

@@ -28,6 +28,11 @@ SCHEMATHESIS_CONFIG = """
 [[operations]]
 include-path = "/jobs/{job_id}/events"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "404"]
+
+# A stream that never ends by itself (test_the_changes_stream_checks_its_limit covers its one parameter).
+[[operations]]
+include-path = "/jobs/changes"
+enabled = false
 """
 
 
@@ -132,3 +137,17 @@ def assert_still_serving(service: ServiceProcess) -> None:
 def test_the_service_still_serves_and_runs_nothing_left_over(service: ServiceProcess) -> None:
     assert_still_serving(service)
     wait_for(lambda: httpx.get(f"{service.base_url}/healthz").json()["running_jobs"] == 0)
+
+
+@fuzz(30)
+@given(limit=st.integers(min_value=-(2**70), max_value=2**70) | STRINGS)
+def test_the_changes_stream_checks_its_limit(service: ServiceProcess, limit: Any) -> None:
+    with httpx.stream("GET", f"{service.base_url}/jobs/changes?limit={_quoted(limit)}", timeout=10) as response:
+        if response.status_code == 200:
+            assert 1 <= int(str(limit)) <= 200
+            # It starts at once (the jobs, then `synced`); reading one chunk is enough.
+            assert b"event: " in next(response.iter_raw())
+        else:
+            assert response.status_code == 422
+            response.read()
+            assert response.json()["detail"]
