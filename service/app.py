@@ -45,6 +45,7 @@ from service.settings import Settings
 from service.stores import create_stores
 from service.stores.measured import MeasuredStorage
 from service.telemetry.metrics import Metrics
+from service.telemetry.tracing import install_globally, tracer_provider
 
 __all__ = ["MCP_PATH", "ServiceApp", "create_app"]
 
@@ -98,13 +99,17 @@ def create_app(
     replica = settings.replica_id or runner_id  # what the other replicas call this one
     stores = create_stores(settings, runner_id=runner_id, replica=replica)
     telemetry = Metrics(backend=settings.store.value)
-    storage = MeasuredStorage(stores.storage, telemetry)
+    traces = tracer_provider(replica=replica, version=__version__)
+    tracer = traces.get_tracer("mcp-notification-service", __version__) if traces is not None else None
+    measured = settings.metrics or tracer is not None
+    storage = MeasuredStorage(stores.storage, telemetry, tracer=tracer) if measured else stores.storage
     engine = JobEngine(
         storage,
         JobLimits(max_jobs=settings.max_jobs, max_jobs_per_session=settings.max_jobs_per_session),
         board=stores.board,
         runner_id=runner_id,
         metrics=telemetry,
+        tracer=tracer,
     )
     # One model of a job's arguments with the configured limits, for the tool and the REST body alike.
     limits = SpecLimits(
@@ -119,7 +124,7 @@ def create_app(
             spec=spec_model(limits),
             version=__version__,
             extra_tools=extra_tools,
-            middleware=[McpMetricsMiddleware(telemetry)],
+            middleware=[McpMetricsMiddleware(telemetry)] if settings.metrics else [],
         ),
         event_log=storage,
         on_replay=lambda events: telemetry.replayed("mcp", events),
@@ -150,8 +155,14 @@ def create_app(
                 "anyone who can reach this port can run jobs. Set SERVICE_AUTH_TOKENS.",
                 settings.host,
             )
-        async with lifecycle.running():
-            yield
+        if traces is not None:
+            install_globally(traces)
+        try:
+            async with lifecycle.running():
+                yield
+        finally:
+            if traces is not None:
+                traces.shutdown()  # sends the spans still batched
 
     app = ServiceApp(
         title="MCP notification service",
@@ -161,6 +172,12 @@ def create_app(
         # Served by `docs` from the package itself: FastAPI's own pages load their scripts from a CDN.
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own OpenTelemetry: HTTP request spans when tracing is configured; metrics are ours.
+        telemetry=(
+            {"tracer_provider": traces, "metrics": False, "logs": False}
+            if traces is not None
+            else {"tracing": False, "metrics": False, "logs": False}
+        ),
     )
     app.lifecycle = lifecycle
     app.state.services = Services(
@@ -175,7 +192,8 @@ def create_app(
         app.add_exception_handler(exc_type, handler)
     app.include_router(jobs_router(spec_model(limits, base=JobCreate, name="JobCreate")))
     app.include_router(health.router)
-    app.include_router(metrics.router)
+    if settings.metrics:
+        app.include_router(metrics.router)
     docs.install(app)
     dashboard.install(app)
 
@@ -194,7 +212,8 @@ def create_app(
     app.add_middleware(HostCheckMiddleware, allowed_hosts=settings.mcp_allowed_hosts(), exempt=[MCP_PATH, "/healthz"])
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(JsonErrorsMiddleware, mcp_path=MCP_PATH)
-    app.add_middleware(HttpMetricsMiddleware, metrics=telemetry)
+    if settings.metrics:
+        app.add_middleware(HttpMetricsMiddleware, metrics=telemetry)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

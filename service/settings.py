@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_payloads: bool = False
     """At DEBUG, also the loggers that write messages' contents (the SDK's, sse-starlette's)."""
+    metrics: bool = True
+    """`/metrics` and the per-request instruments; false takes them away (the job counters stay, unexported)."""
     metrics_public: bool = False
     """`/metrics` without a token even when authentication is on (for a scraper on a private network)."""
     json_response: bool = False

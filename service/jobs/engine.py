@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import TaskGroup
+from opentelemetry.trace import Tracer
 
 from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus, new_runner_id, utcnow
 from service.jobs.sinks import Notification, Sink
@@ -84,12 +85,14 @@ class JobEngine:
         board: JobBoard | None = None,
         runner_id: str | None = None,
         metrics: Metrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._storage = storage
         self._board = board if board is not None else LocalBoard(storage)
         self._limits = limits
         self.runner_id = runner_id or new_runner_id()
         self._metrics = metrics if metrics is not None else Metrics(backend="unnamed")
+        self._tracer = tracer
         # Children resolved once: the per-notification counter is on the hot path.
         self._sent = {origin: self._metrics.notifications.labels(origin.value) for origin in JobOrigin}
         self._live: dict[str, _LiveJob] = {}
@@ -294,6 +297,16 @@ class JobEngine:
     # Running
 
     async def _run(self, live: _LiveJob) -> None:
+        if self._tracer is None:
+            await self._run_job(live)
+            return
+        job = live.job
+        attributes = {"job.id": job.id, "job.origin": job.origin.value, "job.count": job.count}
+        with self._tracer.start_as_current_span("job", attributes=attributes) as span:
+            await self._run_job(live)
+            span.set_attributes({"job.status": job.status.value, "job.sent": job.sent})
+
+    async def _run_job(self, live: _LiveJob) -> None:
         job = live.job
         job.status, job.started_at = JobStatus.RUNNING, utcnow()
         partition = job_partition(job.id)

@@ -1,4 +1,5 @@
-"""A `Storage` that times every operation of the one it wraps, for the store latency metrics."""
+"""A `Storage` that times every operation of the one it wraps, for the store latency metrics (and traces it,
+when tracing is configured)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import time
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import Self, TypeVar
+
+from opentelemetry.trace import Tracer
 
 from service.jobs.models import JobRecord, JobStatus
 from service.stores.base import Storage, StoredEvent, StoreError, StoreStats
@@ -32,18 +35,31 @@ OPERATIONS = (
 )
 
 
+UNTRACED = frozenset({"append"})
+"""One per event: a span each would outnumber everything else in a trace (the job's span counts them)."""
+
+
 class MeasuredStorage:
     """Delegates to `storage`; each call's time goes to `store_operation_duration_seconds`, each failure to
     `store_errors`. A write-behind store's writes are timed as the store sees them: the time to queue."""
 
-    def __init__(self, storage: Storage, metrics: Metrics) -> None:
+    def __init__(self, storage: Storage, metrics: Metrics, *, tracer: Tracer | None = None) -> None:
         self._storage = storage
+        self._tracer = tracer
+        self._backend = metrics.backend
         backend = metrics.backend
         # Children resolved once: `labels()` takes a lock and a lookup on every call.
         self._observe = {op: metrics.store_duration.labels(backend, op).observe for op in OPERATIONS}
         self._failed = {op: metrics.store_errors.labels(backend, op).inc for op in OPERATIONS}
 
     async def _measure(self, operation: str, call: Awaitable[T]) -> T:
+        if self._tracer is not None and operation not in UNTRACED:
+            attributes = {"db.system.name": self._backend, "db.operation.name": operation}
+            with self._tracer.start_as_current_span(f"store {operation}", attributes=attributes):
+                return await self._timed(operation, call)
+        return await self._timed(operation, call)
+
+    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
         start = time.perf_counter()
         try:
             return await call

@@ -146,7 +146,8 @@ def test_the_changes_stream_checks_its_limit(service: ServiceProcess, limit: Any
         if response.status_code == 200:
             assert 1 <= int(str(limit)) <= 200
             # It starts at once (the jobs, then `synced`); reading one chunk is enough.
-            assert b"event: " in next(response.iter_raw())
+            chunks = response.iter_raw()
+            assert b"event: " in next(chunks)
         else:
             assert response.status_code == 422
             response.read()

@@ -1,4 +1,4 @@
-"""`/metrics`, in process: what the service did shows up, under bounded labels, and behind auth when it is on."""
+"""`/metrics`: what the service did shows up, under bounded labels, and behind auth when it is on."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from service.cluster.redis_server import RedisServer
 from service.mcp.tools import TOOL_NAME
+from service.settings import StoreBackend
+from tests.conftest import ServiceFactory
 from tests.in_process import mcp_over_asgi, rest_client, running_app
+from tests.support import wait_for
 
-pytestmark = [pytest.mark.anyio, pytest.mark.in_process]
+pytestmark = pytest.mark.anyio
 
 
 def samples(text: str) -> list[Sample]:
@@ -31,6 +35,7 @@ async def scrape(http: httpx.AsyncClient, **headers: str) -> list[Sample]:
     return samples(response.text)
 
 
+@pytest.mark.in_process
 async def test_metrics_count_requests_jobs_notifications_and_store_calls() -> None:
     async with running_app() as app, rest_client(app) as http:
         async with mcp_over_asgi(app) as client:
@@ -70,6 +75,7 @@ async def test_metrics_count_requests_jobs_notifications_and_store_calls() -> No
     assert not [s for s in found if any(job["id"] in v for v in s.labels.values())]
 
 
+@pytest.mark.in_process
 async def test_metrics_need_a_token_when_authentication_is_on() -> None:
     tokens = {"ops": "ops-token"}
     async with running_app(auth_tokens=tokens) as app, rest_client(app) as http:
@@ -79,3 +85,34 @@ async def test_metrics_need_a_token_when_authentication_is_on() -> None:
         assert value(await scrape(http, authorization="Bearer ops-token"), "mns_jobs_running") == 0
     async with running_app(auth_tokens=tokens, metrics_public=True) as app, rest_client(app) as http:
         assert value(await scrape(http), "mns_jobs_running") == 0
+
+
+async def test_on_redis_each_admission_takes_a_lease(redis: RedisServer) -> None:
+    redis_app = running_app(store=StoreBackend.REDIS, redis_url=redis.url, redis_prefix="metrics-leases")
+    async with redis_app as app, rest_client(app) as http:
+        job = (await http.post("/jobs", json={"interval": 0, "count": 2, "caller": "leased"})).json()
+        assert (await http.get(f"/jobs/{job['id']}/events")).status_code == 200
+        found = await scrape(http)
+    assert value(found, "mns_leases_taken_total") == 1
+    assert value(found, "mns_leases_expired_total") == 0
+    assert value(found, "mns_store_operation_duration_seconds_count", backend="redis", operation="save_job") >= 2
+
+
+def test_open_sse_streams_are_counted_while_open(start_service: ServiceFactory) -> None:
+    with start_service() as service:
+        job = httpx.post(f"{service.base_url}/jobs", json={"interval": 0.2, "count": 50, "caller": "s"}).json()
+        with httpx.stream("GET", f"{service.base_url}/jobs/{job['id']}/events", timeout=10) as stream:
+            chunks = stream.iter_raw()  # kept: a dropped iterator closes the response
+            next(chunks)
+            metrics = httpx.get(f"{service.base_url}/metrics").text
+            assert value(samples(metrics), "mns_sse_streams_open") == 1
+            assert value(samples(metrics), "mns_jobs_running") == 1
+        httpx.post(f"{service.base_url}/jobs/{job['id']}/cancel")
+        wait_for(lambda: value(samples(httpx.get(f"{service.base_url}/metrics").text), "mns_sse_streams_open") == 0)
+
+
+@pytest.mark.in_process
+async def test_metrics_can_be_turned_off() -> None:
+    async with running_app(metrics=False) as app, rest_client(app) as http:
+        assert (await http.get("/metrics")).status_code == 404
+        assert (await http.post("/jobs", json={"interval": 0, "count": 1, "caller": "off"})).status_code == 202
