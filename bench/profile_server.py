@@ -153,21 +153,29 @@ def summarize(path: Path, top: int = 25, cpu_us: tuple[float, float] | None = No
 
 
 def profile(
-    server_name: str, scenario: str, sessions: int, duration: float, rate: int, out: Path, *, redis: bool = False
+    server_name: str,
+    scenario: str,
+    sessions: int,
+    duration: float,
+    rate: int,
+    out: Path,
+    *,
+    redis: bool = False,
+    extra: dict[str, str] | None = None,
 ) -> None:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         raise SystemExit("py-spy is not installed: uv pip install py-spy")
     with ExitStack() as stack:
-        settings = None
+        settings = dict(extra or {})
         if redis:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="profile-redis-")))
             redis_server = RedisServer(workdir, free_port()).start()
             stack.callback(redis_server.stop)
             assert redis_server.proc is not None
             os.sched_setaffinity(redis_server.proc.pid, {SERVER_CORE})  # the store's work is the server's cost
-            settings = {"SERVICE_STORE": "redis", "SERVICE_REDIS_URL": redis_server.url}
-        server = stack.enter_context(running(server_name, settings=settings))
+            settings |= {"SERVICE_STORE": "redis", "SERVICE_REDIS_URL": redis_server.url}
+        server = stack.enter_context(running(server_name, settings=settings or None))
         # Warm up, so that start-up and first-call costs stay out of the samples.
         loadgen(server, "tools", "--sessions", str(sessions), "--duration", "2", "--warmup", "0.5", timeout=120)
         before = thread_cpu(server.pid)
@@ -229,6 +237,7 @@ def main() -> None:
     parser.add_argument("--summarize", type=Path, help="only summarize an existing raw py-spy file")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--redis", action="store_true", help="SERVICE_STORE=redis, on a redis-server started here")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE", help="for the server's env")
     args = parser.parse_args()
     if args.summarize:
         print(summarize(args.summarize, args.top))
@@ -237,7 +246,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.redis:
         out = out.with_name(out.stem + "-redis.txt")
-    profile(args.server, args.scenario, args.sessions, args.duration, args.rate, out, redis=args.redis)
+    extra = dict(setting.split("=", 1) for setting in args.setting)
+    profile(args.server, args.scenario, args.sessions, args.duration, args.rate, out, redis=args.redis, extra=extra)
 
 
 if __name__ == "__main__":

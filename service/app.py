@@ -174,7 +174,7 @@ def create_app(
         redoc_url=None,
         # FastAPI's own OpenTelemetry: HTTP request spans when tracing is configured; metrics are ours.
         telemetry=(
-            {"tracer_provider": traces, "metrics": False, "logs": False}
+            {"tracer_provider": traces, "metrics": False, "logs": False, "operation_spans": False}
             if traces is not None
             else {"tracing": False, "metrics": False, "logs": False}
         ),

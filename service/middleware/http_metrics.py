@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +20,8 @@ class HttpMetricsMiddleware:
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Each label set's children, looked up once: `labels()` validates and locks on every call.
+        self._children: dict[tuple[str, str, int], tuple[Callable[[], None], Callable[[float], None]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,5 +53,12 @@ class HttpMetricsMiddleware:
             if route is None:
                 route = f"{scope['root_path']}/{{path}}" if scope.get("root_path") else UNMATCHED
             method = scope["method"] if scope["method"] in METHODS else "other"
-            self.metrics.http_requests.labels(method, route, str(status)).inc()
-            self.metrics.http_duration.labels(method, route).observe(time.perf_counter() - start)
+            children = self._children.get((method, route, status))
+            if children is None:
+                children = self._children[(method, route, status)] = (
+                    self.metrics.http_requests.labels(method, route, str(status)).inc,
+                    self.metrics.http_duration.labels(method, route).observe,
+                )
+            count, observe = children
+            count()
+            observe(time.perf_counter() - start)

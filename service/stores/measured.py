@@ -1,5 +1,5 @@
-"""A `Storage` that times every operation of the one it wraps, for the store latency metrics (and traces it,
-when tracing is configured)."""
+"""A `Storage` that measures the one it wraps: the latency of each call that waits for the backend, the failures
+of every call, and, when tracing is configured, a span for each timed call."""
 
 from __future__ import annotations
 
@@ -18,46 +18,31 @@ __all__ = ["MeasuredStorage"]
 
 T = TypeVar("T")
 
-OPERATIONS = (
-    "append",
-    "stream_of",
-    "read",
-    "end_partition",
-    "seal",
-    "save_job",
-    "get_job",
-    "delete_job",
-    "was_purged",
-    "list_jobs",
-    "unfinished_jobs",
-    "purge",
-    "stats",
-)
-
-
-UNTRACED = frozenset({"append"})
-"""One per event: a span each would outnumber everything else in a trace (the job's span counts them)."""
+TIMED = ("stream_of", "read", "get_job", "delete_job", "was_purged", "list_jobs", "unfinished_jobs", "purge", "stats")
+"""The calls that wait for the backend. The writes (`append`, `save_job`, `seal`, `end_partition`) are
+queued by the SQLite and Redis stores and written behind, in batches: timing them would time a
+queue, on the hot path (several per tool call); their failures are counted."""
+QUEUED = ("append", "save_job", "seal", "end_partition")
 
 
 class MeasuredStorage:
-    """Delegates to `storage`; each call's time goes to `store_operation_duration_seconds`, each failure to
-    `store_errors`. A write-behind store's writes are timed as the store sees them: the time to queue."""
+    """Delegates to `storage`; timed calls go to `store_operation_duration_seconds` (and get a span), failures
+    of any call to `store_errors`."""
 
     def __init__(self, storage: Storage, metrics: Metrics, *, tracer: Tracer | None = None) -> None:
         self._storage = storage
         self._tracer = tracer
-        self._backend = metrics.backend
-        backend = metrics.backend
+        self._backend = backend = metrics.backend
         # Children resolved once: `labels()` takes a lock and a lookup on every call.
-        self._observe = {op: metrics.store_duration.labels(backend, op).observe for op in OPERATIONS}
-        self._failed = {op: metrics.store_errors.labels(backend, op).inc for op in OPERATIONS}
+        self._observe = {op: metrics.store_duration.labels(backend, op).observe for op in TIMED}
+        self._failed = {op: metrics.store_errors.labels(backend, op).inc for op in (*TIMED, *QUEUED)}
 
     async def _measure(self, operation: str, call: Awaitable[T]) -> T:
-        if self._tracer is not None and operation not in UNTRACED:
-            attributes = {"db.system.name": self._backend, "db.operation.name": operation}
-            with self._tracer.start_as_current_span(f"store {operation}", attributes=attributes):
-                return await self._timed(operation, call)
-        return await self._timed(operation, call)
+        if self._tracer is None:
+            return await self._timed(operation, call)
+        attributes = {"db.system.name": self._backend, "db.operation.name": operation}
+        with self._tracer.start_as_current_span(f"store {operation}", attributes=attributes):
+            return await self._timed(operation, call)
 
     async def _timed(self, operation: str, call: Awaitable[T]) -> T:
         start = time.perf_counter()
@@ -69,8 +54,15 @@ class MeasuredStorage:
         finally:
             self._observe[operation](time.perf_counter() - start)
 
+    async def _queued(self, operation: str, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except StoreError:
+            self._failed[operation]()
+            raise
+
     async def append(self, partition: str, stream: str, data: bytes | None) -> int:
-        return await self._measure("append", self._storage.append(partition, stream, data))
+        return await self._queued("append", self._storage.append(partition, stream, data))
 
     async def stream_of(self, partition: str, event_id: int) -> str | None:
         return await self._measure("stream_of", self._storage.stream_of(partition, event_id))
@@ -79,16 +71,16 @@ class MeasuredStorage:
         return await self._measure("read", self._storage.read(partition, stream, after))
 
     async def end_partition(self, partition: str) -> None:
-        await self._measure("end_partition", self._storage.end_partition(partition))
+        await self._queued("end_partition", self._storage.end_partition(partition))
 
     async def seal(self, partition: str) -> None:
-        await self._measure("seal", self._storage.seal(partition))
+        await self._queued("seal", self._storage.seal(partition))
 
     def new_job_id(self) -> str:
         return self._storage.new_job_id()
 
     async def save_job(self, job: JobRecord) -> None:
-        await self._measure("save_job", self._storage.save_job(job))
+        await self._queued("save_job", self._storage.save_job(job))
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         return await self._measure("get_job", self._storage.get_job(job_id))

@@ -49,11 +49,18 @@ class ContextFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: timestamp (UTC, ms), level, logger, message, and the context that is known."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = (-1, "")
+        """The last second formatted: lines come many to a second."""
+
     @override
     def format(self, record: logging.LogRecord) -> str:
         seconds = int(record.created)
+        if self._second[0] != seconds:
+            self._second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
         line: dict[str, Any] = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(record.msecs):03d}Z",
+            "timestamp": f"{self._second[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -71,7 +71,7 @@ class Metrics:
         self.notifications = counter("notifications_sent", "Notifications sent by the jobs run here.", "origin")
         self.store_duration = histogram(
             "store_operation_duration_seconds",
-            "Time of a store operation (a write-behind store's writes: the time to queue them).",
+            "Time of a store call that waits for the backend (reads, deletes, the purge; queued writes are not timed).",
             STORE_BUCKETS,
             "backend",
             "operation",

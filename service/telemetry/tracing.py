@@ -1,9 +1,10 @@
 """Traces over OTLP/HTTP, when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is set; else nothing.
 
-The spans: FastAPI's own (one per HTTP request, by route), the MCP SDK's (one per MCP
-request: `tools/call start-notification-stream`...), and the service's (a job's run,
-each store call but the per-event appends). Without an endpoint no provider is made and the
-service's code paths check a `None` tracer: no span objects, no cost.
+The spans: FastAPI's own (one per HTTP request, by route; not its per-dependency ones), the
+MCP SDK's (one per MCP request: `tools/call start-notification-stream`...), and the service's
+(a job's run, and each store call that waits for the backend: `store get_job`, `store read`...).
+Without an endpoint no provider is made and the service's code paths check a `None` tracer:
+no span objects, no cost.
 
 The SDK reaches its tracer through OpenTelemetry's global provider, so a configured
 provider is made global when the app starts (once per process, as OpenTelemetry allows).
