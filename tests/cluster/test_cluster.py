@@ -252,7 +252,28 @@ def test_the_jobs_of_a_replica_that_died_are_recorded_interrupted_within_seconds
 
     wait_for(interrupted, timeout=LEASE * 4)
     assert time.monotonic() - died < LEASE * 4
+    # Whichever survivor found it counted it.
+    expired = [
+        line
+        for index in (1, 3)
+        for line in httpx.get(f"{cluster.replica_url(index)}/metrics").text.splitlines()
+        if line.startswith("mns_leases_expired_total ")
+    ]
+    assert sum(float(line.split()[1]) for line in expired) >= 1
     cluster.wait_for_restart("r2", old)
+
+
+def test_the_changes_feed_of_one_replica_follows_a_job_of_another(cluster: ClusterProcess) -> None:
+    job = start_job(cluster.replica_url(1), interval=0.1, count=30)
+    seen = []
+    with httpx.stream("GET", f"{cluster.replica_url(3)}/jobs/changes", params={"limit": 200}, timeout=30) as feed:
+        for event in parse_sse(feed.iter_lines()):
+            if event.event == "job" and json.loads(event.data)["id"] == job["id"]:
+                seen.append(json.loads(event.data))
+                if seen[-1]["status"] == "completed":
+                    break
+    assert seen[-1]["sent"] == 30
+    assert any(0 < entry["sent"] < 30 for entry in seen)  # its progress on the way (r1 saves it every second)
 
 
 def test_bad_input_through_the_balancer_gets_the_replicas_clear_errors(cluster: ClusterProcess) -> None:
