@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from typing import Any
 
 from typing_extensions import override
 
+from bench.run import freeze_code
 from bench.servers import LOADGEN_CORE, ROOT, SERVICE_SQLITE, loadgen, log, running
 
 CONFIGS = ("off", "on", "traced")
@@ -80,12 +82,14 @@ def main() -> None:
     rounds, duration = (1, 1.0) if args.quick else (5, 5.0)
     os.sched_setaffinity(0, {LOADGEN_CORE})  # this process runs the receiver
     out: dict[str, list[dict[str, Any]]] = {config: [] for config in CONFIGS}
-    with otlp_receiver() as (endpoint, exports):
+    with otlp_receiver() as (endpoint, exports), tempfile.TemporaryDirectory(prefix="bench-operations-") as tmp:
+        snapshot = Path(tmp)
+        log(f"code: {freeze_code(snapshot)}")  # edits to the tree while this runs change nothing it measures
         for index in range(rounds):
             order = CONFIGS[index % 3 :] + CONFIGS[: index % 3]
             log(f"round {index + 1}/{rounds}: {', '.join(order)}")
             for config in order:
-                with running(SERVICE_SQLITE, settings=settings_of(config, endpoint)) as server:
+                with running(SERVICE_SQLITE, code=snapshot, settings=settings_of(config, endpoint)) as server:
                     arguments = ["--sessions", str(SESSIONS), "--duration", str(duration), "--warmup", "1"]
                     result = loadgen(server, "tools", *arguments, timeout=duration + 120)
                 if result is None:

@@ -135,7 +135,8 @@ class JobEngine:
     def lost(self, job: JobRecord) -> None:
         self._metrics.leases_expired.inc()
         logger.warning(
-            "job %s lost its engine (%s; its lease expired): recorded interrupted after %d of %d notifications",
+            "job %s lost its engine %s (its lease expired, or its process is gone): recorded interrupted after "
+            "%d of %d notifications",
             job.id,
             job.runner or "unknown",
             job.sent,
