@@ -147,6 +147,14 @@ def write_markdown(results: Results, rows: Sequence[Row], path: Path, plot: Path
         "",
         *sdk_limit_lines(results),
         "",
+        "## Other benchmarks",
+        "",
+        "- [`scaling.md`](scaling.md) (`bench.scaling`): `SERVICE_STORE=redis` against SQLite and this example, "
+        "Redis round trips and CPU per call, replicas behind Caddy, "
+        "and how far one Redis and a Redis Cluster carry it.",
+        "- [`operations.md`](operations.md) (`bench.operations`): metrics and JSON logs on against off, and traced "
+        "over OTLP.",
+        "",
         "## Load generator ceiling",
         "",
         "The same load generator against a bare Starlette endpoint (`bench/bare_server.py`) that answers each POST "
