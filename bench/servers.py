@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -40,6 +41,9 @@ EXAMPLE = "example"
 
 
 BARE = "bare"
+
+
+TS_SDK = "ts-sdk"  # the TypeScript SDK's server on its example's design (tests/node/server.mjs, Node)
 
 
 MCP_SERVERS = (SERVICE_SQLITE, SERVICE_MEMORY, EXAMPLE)
@@ -101,6 +105,11 @@ def server_command(
         return [sys.executable, "-m", "bench.example_server", "--port", str(port), *floor], env
     if name == BARE:
         return [sys.executable, "-m", "bench.bare_server", "--port", str(port)], env
+    if name == TS_SDK:
+        node = shutil.which("node")
+        if node is None:
+            raise FileNotFoundError("no node: the TypeScript SDK's server needs Node.js")
+        return [node, str(ROOT / "tests" / "node" / "server.mjs"), "--port", str(port)], env
     raise ValueError(name)
 
 

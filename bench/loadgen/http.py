@@ -25,10 +25,12 @@ class HttpError(Exception):
 class SseReader:
     """Splits an SSE body into events as it arrives; counts data events and keeps the newest ids."""
 
-    __slots__ = ("_buf", "data_events", "ids", "last_data", "reached", "reached_at", "target")
+    __slots__ = ("_buf", "_eol", "_sep", "data_events", "ids", "last_data", "reached", "reached_at", "target")
 
     def __init__(self, *, keep_ids: int = 0, target: int = 0) -> None:
         self._buf = b""
+        self._sep, self._eol = SSE_SEPARATOR, b"\r\n"
+        """CRLF (the Python servers) until a body shows LF alone (Node's servers): then LF."""
         self.data_events = 0
         self.ids: deque[bytes] = deque(maxlen=keep_ids or 1)
         self.last_data = b""
@@ -39,18 +41,20 @@ class SseReader:
 
     def feed(self, chunk: bytes) -> None:
         data = self._buf + chunk if self._buf else chunk
-        find = data.find
+        if self._eol == b"\r\n" and b"\n\n" in data and b"\r\n" not in data:
+            self._sep, self._eol = b"\n\n", b"\n"
+        find, sep, width = data.find, self._sep, len(self._sep)
         start = 0
-        end = find(SSE_SEPARATOR)
+        end = find(sep)
         while end >= 0:
             self._event(data[start:end])
-            start = end + 4
-            end = find(SSE_SEPARATOR, start)
+            start = end + width
+            end = find(sep, start)
         self._buf = data[start:] if start < len(data) else b""
 
     def _event(self, block: bytes) -> None:
         payload = b""
-        for line in block.split(b"\r\n"):
+        for line in block.split(self._eol):
             if line.startswith(b"data:"):
                 payload = line[5:].lstrip(b" ")
             elif line.startswith(b"id:"):

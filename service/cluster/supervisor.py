@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,6 +57,8 @@ class Supervisor:
     def __init__(self, settings: Settings, *, replicas: int, balancer: str, workdir: Path | None = None) -> None:
         self._settings = settings
         self._workdir = workdir or Path(tempfile.mkdtemp(prefix="mcp-cluster-"))
+        self._owns_workdir = workdir is None
+        """A directory of its own goes once everything stopped cleanly; after a failure it stays, with the logs."""
         self._replicas = [Replica(f"r{index}", settings.port + index) for index in range(1, replicas + 1)]
         self._balancer = balancer
         self._redis: RedisServer | None = None
@@ -73,6 +76,8 @@ class Supervisor:
                 time.sleep(0.2)
         finally:
             self._stop()
+        if self._owns_workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
         return 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
