@@ -198,11 +198,13 @@ async def test_finished_jobs_and_their_logs_expire_running_ones_never(make_stora
 
 async def test_the_cap_keeps_the_newest_finished_jobs(make_storage: Factory) -> None:
     async with make_storage(retention=Retention(events=60, jobs=3600, max_jobs=3)) as storage:
-        jobs = [finished_job(f"c{i}") for i in range(5)]
+        jobs = []
+        for index in range(5):
+            jobs.append(finished_job(f"c{index}"))  # each finished after the one before: no tie to break
+            await storage.save_job(jobs[-1])
+            await anyio.sleep(0.002)
         running = a_job("running", JobStatus.RUNNING)
-        for job in [*jobs, running]:
-            await storage.save_job(job)
-            await anyio.sleep(0.002)  # finished in this order
+        await storage.save_job(running)
         await storage.purge()
         listed = await storage.list_jobs(status=None, owner=None, limit=10, offset=0)
         assert {job.caller for job in listed} == {"c2", "c3", "c4", "running"}
