@@ -33,9 +33,9 @@ def install(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/redoc")
             openapi_url=f"{root}{openapi_url}",
             title=f"{app.title} - Swagger UI",
             oauth2_redirect_url=f"{root}{oauth2_redirect_url}",
-            swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+            swagger_js_url=_asset(root, "swagger-ui-bundle.js"),
+            swagger_css_url=_asset(root, "swagger-ui.css"),
+            swagger_favicon_url=_asset(root, "favicon.png"),
             swagger_ui_parameters=app.swagger_ui_parameters,
         )
 
@@ -49,7 +49,12 @@ def install(app: FastAPI, *, docs_url: str = "/docs", redoc_url: str = "/redoc")
         return get_redoc_html(
             openapi_url=f"{root}{openapi_url}",
             title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+            redoc_js_url=_asset(root, "redoc.standalone.js"),
+            redoc_favicon_url=_asset(root, "favicon.png"),
             with_google_fonts=False,
         )
+
+
+def _asset(root: str, name: str) -> str:
+    """Where a bundled file is served, under the app's root path (behind a proxy's prefix)."""
+    return f"{root}{ASSETS_URL}/{name}"

@@ -93,8 +93,15 @@ class JobEngine:
         self.runner_id = runner_id or new_runner_id()
         self._metrics = metrics if metrics is not None else Metrics(backend="unnamed")
         self._tracer = tracer
-        # Children resolved once: the per-notification counter is on the hot path.
+        # Children resolved once (`labels()` validates and locks): these counters are on every job's path.
         self._sent = {origin: self._metrics.notifications.labels(origin.value) for origin in JobOrigin}
+        self._started = {origin: self._metrics.jobs_started.labels(origin.value) for origin in JobOrigin}
+        self._ended = {
+            (origin, status): self._metrics.jobs_ended.labels(origin.value, status.value)
+            for origin in JobOrigin
+            for status in JobStatus
+            if status.is_final
+        }
         self._live: dict[str, _LiveJob] = {}
         self._task_group: TaskGroup | None = None
 
@@ -314,7 +321,7 @@ class JobEngine:
         sent = self._sent[job.origin]
         # `run` runs the job in its caller's task: the job's id leaves the logging context with the job.
         named = context.job_id.set(job.id)
-        self._metrics.jobs_started.labels(job.origin.value).inc()
+        self._started[job.origin].inc()
         logger.info("job started: %d notifications every %gs, for %s", job.count, job.interval, job.origin.value)
         try:
             await self._storage.save_job(job)
@@ -352,7 +359,7 @@ class JobEngine:
                     del self._live[job.id]
                     live.done.set()
                     live.touch()
-                    self._metrics.jobs_ended.labels(job.origin.value, job.status.value).inc()
+                    self._ended[(job.origin, job.status)].inc()
                     took = (job.finished_at - job.started_at).total_seconds()
                     logger.info("job ended %s: %d of %d sent in %.3fs", job.status.value, job.sent, job.count, took)
                     context.job_id.reset(named)
