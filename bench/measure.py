@@ -10,7 +10,7 @@ from typing import Any
 from bench.servers import (
     BARE,
     EVERY_SERVER,
-    MCP_SERVERS,
+    REPLAY_SERVERS,
     ROOT,
     SDK_LIMIT_SERVERS,
     Server,
@@ -204,7 +204,7 @@ def run(plan: Plan, *, code: Path | None = None) -> Results:
                 log(f"  ! {name}: {exc}")
                 results.failures.append(f"{name} round {round_no + 1}: {exc}")
     log("replay")
-    for name in [] if plan.tools_only else rotated(MCP_SERVERS, plan.rounds):
+    for name in [] if plan.tools_only else rotated(REPLAY_SERVERS, plan.rounds):
         try:
             with running(name, code=code, large_history=True) as server:
                 measure_replay(results, server)

@@ -37,7 +37,17 @@ from pathlib import Path
 
 import psutil
 
-from bench.servers import LOADGEN_CORE, MCP_SERVERS, ROOT, SDK_LIMIT_SERVERS, SERVER_CORE, loadgen, pin, running
+from bench.servers import (
+    LOADGEN_CORE,
+    MCP_SERVERS,
+    ROOT,
+    SDK_LIMIT_SERVERS,
+    SERVER_CORE,
+    TS_SDK,
+    loadgen,
+    pin,
+    running,
+)
 from harness.service import free_port
 from service.cluster.redis_server import RedisServer
 
@@ -226,7 +236,8 @@ def thread_cpu(pid: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--server", choices=(*MCP_SERVERS, *SDK_LIMIT_SERVERS), default=MCP_SERVERS[0])
+    python_servers = [name for name in (*MCP_SERVERS, *SDK_LIMIT_SERVERS) if name != TS_SDK]  # py-spy samples Python
+    parser.add_argument("--server", choices=python_servers, default=MCP_SERVERS[0])
     parser.add_argument(
         "--scenario", choices=["tools", "notify"], default="tools", help="tool calls (count=1), or one long stream"
     )

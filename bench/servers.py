@@ -43,10 +43,22 @@ EXAMPLE = "example"
 BARE = "bare"
 
 
-TS_SDK = "ts-sdk"  # the TypeScript SDK's server on its example's design (tests/node/server.mjs, Node)
+# Peers (#18): the TypeScript SDK's server on its example's design (tests/node/server.mjs, run by Node),
+# and fastmcp (bench/fastmcp_server.py).
+TS_SDK = "ts-sdk"
 
 
-MCP_SERVERS = (SERVICE_SQLITE, SERVICE_MEMORY, EXAMPLE)
+FASTMCP = "fastmcp"
+
+
+PEERS = (TS_SDK, FASTMCP)
+
+
+MCP_SERVERS = (SERVICE_SQLITE, SERVICE_MEMORY, EXAMPLE, *PEERS)
+
+
+# fastmcp stores about 2,700 events/s: filling a history of 1M events would take it over six minutes.
+REPLAY_SERVERS = (SERVICE_SQLITE, SERVICE_MEMORY, EXAMPLE, TS_SDK)
 
 
 # Measured for tool calls at 1 session only, where the SDK sets the limit (docs/performance.md):
@@ -105,6 +117,8 @@ def server_command(
         return [sys.executable, "-m", "bench.example_server", "--port", str(port), *floor], env
     if name == BARE:
         return [sys.executable, "-m", "bench.bare_server", "--port", str(port)], env
+    if name == FASTMCP:
+        return [sys.executable, "-m", "bench.fastmcp_server", "--port", str(port)], env
     if name == TS_SDK:
         node = shutil.which("node")
         if node is None:
