@@ -5,7 +5,7 @@
 
 Three configurations of the service (SQLite), in rotated order each round, 10 sessions of
 closed-loop count=1 tool calls, the server on core 0 and the load generator on core 1, all at
-`SERVICE_LOG_LEVEL=INFO`, so that every request and every job writes its lines:
+`SERVICE_LOG_LEVEL=INFO` with `SERVICE_ACCESS_LOG=true`, so that every request and every job writes its lines:
 
 - `off`: `SERVICE_METRICS=false`, text logs;
 - `on`: metrics (`/metrics`, the HTTP, MCP and store instruments) and `SERVICE_LOG_FORMAT=json`;
@@ -65,7 +65,7 @@ def otlp_receiver() -> Iterator[tuple[str, list[int]]]:
 
 
 def settings_of(config: str, endpoint: str) -> dict[str, str]:
-    settings = {"SERVICE_LOG_LEVEL": "INFO"}
+    settings = {"SERVICE_LOG_LEVEL": "INFO", "SERVICE_ACCESS_LOG": "true"}
     if config == "off":
         return settings | {"SERVICE_METRICS": "false"}
     settings |= {"SERVICE_METRICS": "true", "SERVICE_LOG_FORMAT": "json"}

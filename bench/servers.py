@@ -106,7 +106,6 @@ def server_command(
             "SERVICE_PORT": str(port),
             "SERVICE_STORE": "memory" if name == SERVICE_MEMORY else "sqlite",
             "SERVICE_SQLITE_PATH": str(workdir / "service.db"),
-            "SERVICE_LOG_LEVEL": "WARNING",
         }
         if large_history:
             env |= {"SERVICE_MAX_COUNT": "1000000", "SERVICE_MAX_EVENTS_PER_SESSION": "2000000"}

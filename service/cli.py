@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         port=settings.port,
         log_level=settings.log_level.lower(),
         log_config=log_config,
+        access_log=settings.access_log,
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
     Server(config, on_shutdown=app.lifecycle.begin_shutdown).run()

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_payloads: bool = False
     """At DEBUG, also the loggers that write messages' contents (the SDK's, sse-starlette's)."""
+    access_log: bool = False
+    """uvicorn's line per request. Off by default: it costs about a tenth of the calls/s (`docs/performance.md`),
+    and `/metrics` already counts every request by route and status, with its latency."""
     metrics: bool = True
     """`/metrics` and the per-request instruments; false takes them away (the job counters stay, unexported)."""
     metrics_public: bool = False

@@ -27,7 +27,7 @@ def json_lines() -> Iterator[io.StringIO]:
     logger = logging.getLogger("service")
     level = logger.level
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)
     try:
         yield out
     finally:
@@ -81,7 +81,9 @@ async def test_request_ids_are_kept_made_and_logged_with_the_job(json_lines: io.
     assert kept.headers["x-request-id"] == "client-42"
     assert len(made.headers["x-request-id"]) == 32
     assert unsound.headers["x-request-id"] not in ("has spaces", "")
-    lines = [line for line in parsed(json_lines) if line.get("job_id") == job["id"]]
+    lines = [
+        line for line in parsed(json_lines) if line.get("job_id") == job["id"] and line["message"].startswith("job ")
+    ]
     assert [line["message"].split(":")[0] for line in lines] == ["job started", "job ended completed"]
     assert {line["request_id"] for line in lines} == {"start-7"}  # the request that started it
     assert "2 of 2 sent" in lines[1]["message"]
@@ -96,7 +98,7 @@ def test_payload_loggers_stay_quiet_at_debug_unless_asked() -> None:
 
 
 def test_every_line_of_the_service_and_uvicorn_is_json(start_service: ServiceFactory) -> None:
-    with start_service(LOG_FORMAT="json", LOG_LEVEL="INFO", REPLICA_ID="r7") as service:
+    with start_service(LOG_FORMAT="json", LOG_LEVEL="INFO", REPLICA_ID="r7", ACCESS_LOG="true") as service:
         response = httpx.post(
             f"{service.base_url}/jobs",
             json={"interval": 0, "count": 1, "caller": "json"},
