@@ -202,8 +202,9 @@ def create_app(
         # The SDK's own middleware: 401 with WWW-Authenticate without a valid token, and the
         # session manager binds each session to the principal that opened it.
         mcp_endpoint = RequireAuthMiddleware(AuthContextMiddleware(mcp_endpoint), required_scopes=[])
-    # A route, not a mount: a mount would answer /mcp with a 307 redirect to /mcp/.
-    app.router.routes.append(LabelledRoute(MCP_PATH, mcp_endpoint, methods=["GET", "POST", "DELETE"]))
+    # A route, not a mount: a mount would answer /mcp with a 307 redirect to /mcp/. The first route, as the
+    # busiest: the router tries its routes in order, and each included router its own.
+    app.router.routes.insert(0, LabelledRoute(MCP_PATH, mcp_endpoint, methods=["GET", "POST", "DELETE"]))
 
     # Middleware, innermost first.
     if token_verifier is not None:

@@ -3,8 +3,8 @@ put in the logging context with the MCP session id, so that every line of the re
 
 from __future__ import annotations
 
+import random
 import re
-from uuid import uuid4
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,7 +30,8 @@ class RequestIdMiddleware:
                 given = value
             elif name == b"mcp-session-id":
                 session = value
-        raw = given if given is not None and SOUND_ID.fullmatch(given) else uuid4().hex.encode()
+        # A correlation id, not a secret: the process's PRNG makes one without a system call (as uuid4's would).
+        raw = given if given is not None and SOUND_ID.fullmatch(given) else b"%032x" % random.getrandbits(128)
         # Set, not reset after: the exception handlers, outside this middleware, still see them. Each
         # request runs in a task of its own under uvicorn; a caller running several in one task
         # (httpx's ASGI transport) gets each request's values, never a previous one's.
