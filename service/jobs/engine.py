@@ -37,7 +37,7 @@ PROGRESS_INTERVAL = 1.0
 """Seconds between saves of a running job's progress (`sent`): what other replicas, and a restart, see of it."""
 CANCEL_WAIT = 5.0
 """Seconds a cancel waits for a job that runs elsewhere to stop (its engine checks within a second)."""
-BURST = 16
+BURST = 64
 """A job that is due (an `interval` of 0, or behind) sends up to this many notifications between two trips
 through the event loop: its stream's writer then sends them in one write, instead of one write (and one
 wake-up) per notification. Other tasks still get the loop every `BURST` notifications."""

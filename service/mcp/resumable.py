@@ -49,7 +49,6 @@ from mcp.server.streamable_http import (
     GET_STREAM_KEY,
     LAST_EVENT_ID_HEADER,
     MCP_SESSION_ID_HEADER,
-    REQUEST_STREAM_BUFFER_SIZE,
     EventMessage,
     SSEEvent,
     StreamableHTTPServerTransport,
@@ -168,9 +167,9 @@ class ResumableTransport(StreamableHTTPServerTransport):
     @contextmanager
     def _own_stream(self, stream_id: StreamId) -> Iterator[MemoryObjectReceiveStream[EventMessage]]:
         """Register this connection as the one the session routes `stream_id` to, until it is done."""
-        queue = self._request_streams[stream_id] = anyio.create_memory_object_stream[EventMessage](
-            REQUEST_STREAM_BUFFER_SIZE
-        )
+        # Room for a whole batch of the writer's (the SDK's streams hold REQUEST_STREAM_BUFFER_SIZE, 16): a job
+        # that sends a burst of notifications queues them all before the writer's next turn.
+        queue = self._request_streams[stream_id] = anyio.create_memory_object_stream[EventMessage](sse.BATCH_LIMIT)
         released = self._released[stream_id] = anyio.Event()
         try:
             yield queue[1]

@@ -4,7 +4,10 @@
 touch the disk. It assigns the id and queues the row; a flusher task writes the queue
 in one transaction every `flush_interval` seconds, on a worker thread. The durability
 window is therefore `flush_interval`: a crash (not a clean shutdown, which flushes)
-can lose the events of the last interval. Reads merge the rows still queued with what the
+can lose the events of the last interval. A producer faster than the disk (a job with no
+interval sends ~30,000 notifications a second, two rows each) would make the queue, the
+window and what every read scans grow without bound: past `max_queued` rows, `append`
+waits for the writer, so producers go at the disk's pace. Reads merge the rows still queued with what the
 database returns, so they see every event appended before them and never wait on a write.
 
 If a write fails (disk full, database locked), the rows stay queued and are retried,
@@ -88,13 +91,22 @@ PURGE_BATCH = 256
 """Jobs, and session events, deleted at most by one purge step (one transaction)."""
 CAP_INTERVAL = 10.0
 """Seconds between checks of `Retention.max_jobs`: counting the finished jobs walks an index."""
+MAX_QUEUED = 20_000
+"""Rows queued at most before `append` waits for the writer: a few tenths of a second of writing."""
 
 
 class SQLiteStorage:
     def __init__(
-        self, path: Path, *, max_events_per_partition: int, retention: Retention, flush_interval: float = 0.05
+        self,
+        path: Path,
+        *,
+        max_events_per_partition: int,
+        retention: Retention,
+        flush_interval: float = 0.05,
+        max_queued: int = MAX_QUEUED,
     ) -> None:
         self._path = path
+        self._max_queued = max_queued
         self._max_events = max_events_per_partition
         self._retention = retention
         self._flush_interval = flush_interval
@@ -153,6 +165,8 @@ class SQLiteStorage:
         count = self._counts[partition] = self._counts.get(partition, 0) + 1
         if count > self._max_events:
             self._over_cap.add(partition)
+        if len(self._rows) >= self._max_queued:
+            await self._write_queued()  # the queue is full: wait for the writer (the id is this row's already)
         return event_id
 
     async def stream_of(self, partition: str, event_id: int) -> str | None:

@@ -6,10 +6,11 @@ import json
 from collections.abc import AsyncIterator, Callable
 
 import anyio
+import anyio.lowlevel
 import pytest
 from typing_extensions import override
 
-from service.jobs.engine import JobEngine, JobLimits, TooManyJobs
+from service.jobs.engine import BURST, JobEngine, JobLimits, TooManyJobs
 from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus
 from service.jobs.sinks import Notification
 from service.stores.base import Retention, job_partition
@@ -215,3 +216,30 @@ async def test_notifications_keep_to_the_schedule(engine: JobEngine) -> None:
     # On schedule the last send is due 5 * 0.05 = 0.25 s after the first; had each delay
     # accumulated, it would come 5 * (0.05 + 0.04) = 0.45 s after it.
     assert times[-1] - times[0] < 0.40, times
+
+
+async def test_a_due_job_sends_in_bursts_and_still_lets_other_tasks_run(engine: JobEngine) -> None:
+    """An `interval` of 0: BURST notifications between two trips through the event loop, never all of them."""
+    turns = 0
+    seen: list[int] = []  # how many turns another task had had when each notification was sent
+
+    class TurnSink:
+        async def send(self, notification: Notification) -> None:
+            seen.append(turns)
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(other_task)
+        await anyio.lowlevel.checkpoint()
+        job = await engine.run(spec(count=4 * BURST), origin=JobOrigin.MCP, sinks=[TurnSink()])
+        tasks.cancel_scope.cancel()
+    assert job.sent == 4 * BURST
+    bursts = [len([turn for turn in seen if turn == value]) for value in sorted(set(seen))]
+    assert len(bursts) >= 4  # the other task ran between bursts...
+    assert max(bursts) <= BURST  # ...at least every BURST notifications
+    assert min(bursts[1:-1], default=BURST) > 1  # and not between every two of them

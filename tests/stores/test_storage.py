@@ -157,6 +157,21 @@ async def test_sqlite_writes_a_flush_larger_than_a_chunk_whole(tmp_path: Path) -
         assert sorted(job.caller for job in listed) == sorted(job.caller for job in jobs)
 
 
+async def test_sqlite_holds_a_producer_to_the_disks_pace(tmp_path: Path) -> None:
+    """Past `max_queued` rows, `append` writes the queue before it returns: the queue stays bounded."""
+    async with SQLiteStorage(
+        tmp_path / "s.db", max_events_per_partition=10_000, retention=KEEP, flush_interval=60, max_queued=100
+    ) as storage:
+        queued = []
+        for n in range(1000):
+            await storage.append("p", "s", b"%d" % n)
+            queued.append(len(storage._rows))
+        assert max(queued) < 100  # with no flush due for a minute, only the bound wrote them
+        assert [event.data for event in await storage.read("p", "s")] == [b"%d" % n for n in range(1000)]
+    async with SQLiteStorage(tmp_path / "s.db", max_events_per_partition=10_000, retention=KEEP) as reopened:
+        assert len(await reopened.read("p", "s")) == 1000
+
+
 async def test_a_deleted_job_and_its_dropped_log_are_gone(storage: Storage) -> None:
     kept, deleted = a_job("kept"), a_job("deleted")
     for job in (kept, deleted):
