@@ -203,14 +203,19 @@ def main() -> None:
     if args.floor:
         gc.freeze()
         gc.set_threshold(10_000, 10, 10)
+    serve(app, port=args.port, log_level=args.log_level)
+
+
+def serve(app: ASGIApp, *, port: int, log_level: str) -> None:
+    """uvicorn as the Python peers run under it: uvloop, httptools, no access log."""
     uvicorn.run(
         app,
         host="127.0.0.1",
-        port=args.port,
+        port=port,
         loop="uvloop",
         http="httptools",
         access_log=False,
-        log_level=args.log_level.lower(),
+        log_level=log_level.lower(),
     )
 
 

@@ -15,9 +15,10 @@ import argparse
 import logging
 
 import anyio
-import uvicorn
 from fastmcp import Context, FastMCP
 from fastmcp.server.event_store import EventStore
+
+from bench.example_server import serve
 
 TOOL_NAME = "start-notification-stream"
 
@@ -43,15 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = build_server().http_app(path="/mcp", event_store=EventStore())
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level=args.log_level.lower(),
-    )
+    serve(app, port=args.port, log_level=args.log_level)
 
 
 if __name__ == "__main__":
