@@ -57,8 +57,10 @@ PEERS = (TS_SDK, FASTMCP)
 MCP_SERVERS = (SERVICE_SQLITE, SERVICE_MEMORY, EXAMPLE, *PEERS)
 
 
-# fastmcp stores about 2,700 events/s: filling a history of 1M events would take it over six minutes.
-REPLAY_SERVERS = (SERVICE_SQLITE, SERVICE_MEMORY, EXAMPLE, TS_SDK)
+# fastmcp stores about 2,700 events/s: filling a history of 1M events would take it over six minutes. The
+# TypeScript SDK's server fails a replay stage now and then (and its fill of 1M events always), so it is left
+# out until that is understood (docs/performance.md).
+REPLAY_SERVERS = (SERVICE_SQLITE, SERVICE_MEMORY, EXAMPLE)
 
 
 # Measured for tool calls at 1 session only, where the SDK sets the limit (docs/performance.md):

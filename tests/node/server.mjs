@@ -83,6 +83,9 @@ app.delete("/mcp", existing);
 const listener = app.listen(Number(values.port), "127.0.0.1", () => {
   console.log(`listening on 127.0.0.1:${values.port}`);
 });
+// Node closes a keep-alive connection after 5 s idle; the load generator keeps a session's
+// connection across pauses (the replay scenario's), as uvicorn lets it.
+listener.keepAliveTimeout = 0;
 for (const signal of ["SIGTERM", "SIGINT"]) {
   process.on(signal, () => {
     for (const transport of transports.values()) transport.close();
