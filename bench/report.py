@@ -195,10 +195,10 @@ def write_markdown(results: Results, rows: Sequence[Row], path: Path, plot: Path
         "until the 10th replayed event arrives (each on a new connection, opened before the clock starts). For the "
         "service: `SERVICE_MAX_COUNT=1000000`, `SERVICE_MAX_EVENTS_PER_SESSION=2000000`. The example keeps 100 events "
         "per stream, so it replays from what it kept.",
-        "- Service environment: the defaults (metrics on, logs at `INFO` with no access log: one line per job), "
-        "SQLite in a fresh temporary "
-        "directory on the same disk). The service's `uvicorn.Server` (`service/cli.py`) uses uvicorn's `auto` loop "
-        "and HTTP implementation; native modules seen loaded in each server's memory map: " + native + ".",
+        "- Service environment: the defaults (metrics on, logs at `INFO` with no access log: one line per job; "
+        "SQLite in a fresh temporary directory on the same disk). The service's `uvicorn.Server` "
+        "(`service/cli.py`) uses uvicorn's `auto` loop and HTTP implementation; native modules seen loaded in "
+        "each server's memory map: " + native + ".",
         "- The example, fastmcp and the bare server run uvicorn with `loop=uvloop`, `http=httptools`, access log off "
         "and logs at `WARNING`; the TypeScript SDK's server logs nothing per request.",
         "",

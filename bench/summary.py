@@ -74,8 +74,15 @@ class Row:
         ours, theirs = self.values.get(name, float("nan")), self.values.get(against, float("nan"))
         return ours / theirs if theirs == theirs and theirs else float("nan")
 
+    def target_against(self, against: str) -> Target | None:
+        if against == EXAMPLE:
+            return self.target
+        if against == TS_SDK:
+            return self.ts_target
+        raise ValueError(f"no targets against {against}")
+
     def verdict(self, against: str = EXAMPLE) -> str:
-        target = self.target if against == EXAMPLE else self.ts_target
+        target = self.target_against(against)
         if target is None:
             return ""
         ok = target.check(self.values.get(SERVICE_SQLITE, float("nan")), self.values.get(against, float("nan")))
@@ -223,9 +230,9 @@ def table(rows: Sequence[Row]) -> list[str]:
             _fmt_ratio(row.ratio(SERVICE_MEMORY)),
             _fmt_ratio(row.ratio(SERVICE_SQLITE, TS_SDK)),
             _fmt_ratio(row.ratio(SERVICE_SQLITE, FASTMCP)),
-            _describe(row.target),
-            row.verdict(),
-            _describe(row.ts_target),
+            _describe(row.target_against(EXAMPLE)),
+            row.verdict(EXAMPLE),
+            _describe(row.target_against(TS_SDK)),
             row.verdict(TS_SDK),
         ]
         lines.append("| " + " | ".join(cells) + " |")

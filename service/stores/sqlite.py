@@ -7,8 +7,9 @@ window is therefore `flush_interval`: a crash (not a clean shutdown, which flush
 can lose the events of the last interval. A producer faster than the disk (a job with no
 interval sends ~30,000 notifications a second, two rows each) would make the queue, the
 window and what every read scans grow without bound: past `max_queued` rows, `append`
-waits for the writer, so producers go at the disk's pace. Reads merge the rows still queued with what the
-database returns, so they see every event appended before them and never wait on a write.
+waits for the writer, so producers go at the disk's pace. Reads merge the rows still
+queued with what the database returns, so they see every event appended before them and
+never wait on a write.
 
 If a write fails (disk full, database locked), the rows stay queued and are retried,
 and `append` raises `StoreError` until a write succeeds again, so the failure reaches
