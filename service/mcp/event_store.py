@@ -40,9 +40,13 @@ class SessionEventStore(EventStore):
         self._log = log
         self.partition = session_partition(session_id)
 
-    async def store(self, stream_id: StreamId, message: JSONRPCMessage) -> StoredMessage:
-        """Record an outbound message, and hand back the JSON written (sent as is, never serialized again)."""
-        text = message.model_dump_json(by_alias=True, exclude_unset=True)
+    async def store(self, stream_id: StreamId, message: JSONRPCMessage, text: str | None = None) -> StoredMessage:
+        """Record an outbound message, and hand back the JSON written (sent as is, never serialized again).
+
+        `text`: the message's JSON, when the sender has it already (`fast_path.RequestStream`).
+        """
+        if text is None:
+            text = message.model_dump_json(by_alias=True, exclude_unset=True)
         return StoredMessage(message, await self._append(stream_id, text.encode()), text)
 
     @override

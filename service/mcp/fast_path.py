@@ -18,10 +18,16 @@ It replaces two pieces of `StreamableHTTPServerTransport`, and must keep in step
    that the SDK's `connect` runs per session: a task switch less per outbound message and
    a task less per session. Kept in step with: the routing rules of `connect`'s
    `message_router` and `_terminate_unanswered_request`.
+3. Notifications as text. A request it takes carries a `RequestStream` in its
+   `request.state` (`REQUEST_STREAM`): a tool's sink hands it a notification already
+   serialized, which is stored and queued as the router would, without the SDK's chain of
+   message objects, each built, validated and dumped (`service.mcp.sinks`). Kept in step
+   with: the session's log-level gate (`allowed_log_levels`), which the sink applies itself.
 
 Upstream, (1) would be an SSE writer without a response object per stream, (2) a `connect`
-that routes in the sender's task; `bench.inline_dispatch` measures what a third change, a
-dispatcher entry point that handles a request in the caller's task, would add.
+that routes in the sender's task, (3) a notify that takes serialized params;
+`bench.inline_dispatch` measures what a fourth change, a dispatcher entry point that
+handles a request in the caller's task, would add.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
@@ -50,6 +57,7 @@ from mcp_types import (
     INTERNAL_ERROR,
     ErrorData,
     JSONRPCError,
+    JSONRPCMessage,
     JSONRPCRequest,
     RequestId,
     jsonrpc_message_adapter,
@@ -62,9 +70,12 @@ from service import sse
 from service.mcp.event_store import json_of
 from service.mcp.resumable import FINAL, ResumableTransport
 
-__all__ = ["FastTransport", "OutboundRouter"]
+__all__ = ["REQUEST_STREAM", "FastTransport", "OutboundRouter", "RequestStream"]
 
 logger = logging.getLogger(__name__)
+
+REQUEST_STREAM = "mcp_request_stream"
+"""The `request.state` attribute that holds the `RequestStream` of a request the speed layer serves."""
 
 
 class FastTransport(ResumableTransport):
@@ -122,7 +133,11 @@ class FastTransport(ResumableTransport):
             stream_id = str(metadata.related_request_id)
         else:
             stream_id = GET_STREAM_KEY
-        stored = await self._session_store.store(stream_id, message)
+        await self.route_to(stream_id, message)
+
+    async def route_to(self, stream_id: str, message: JSONRPCMessage, text: str | None = None) -> None:
+        """Store a message for `stream_id` and queue it for the connection serving that stream, if any."""
+        stored = await self._session_store.store(stream_id, message, text)
         target = self._request_streams.get(stream_id)
         if target is None:
             return
@@ -183,6 +198,7 @@ class FastTransport(ResumableTransport):
             )
             await response(request.scope, request.receive, send)
             return
+        setattr(request.state, REQUEST_STREAM, RequestStream(self, stream_id))
         with self._own_stream(stream_id) as queue:
             await self._start_stream(send, priming)
             try:
@@ -192,6 +208,24 @@ class FastTransport(ResumableTransport):
                 await sse.write(send, b"", more=False)
                 return
             await self._write_live(queue, send, after=0)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStream:
+    """A request's own stream, for messages its handler has serialized already (`service.mcp.sinks`)."""
+
+    transport: FastTransport
+    stream_id: str
+
+    async def send(self, message: JSONRPCMessage, text: str) -> None:
+        """Send `message`, whose JSON is `text`, as the router sends a message related to this request.
+
+        Once the session has ended it is dropped, as the SDK drops a notification sent then.
+        """
+        if self.transport.is_terminated:
+            logger.debug("session ended: a message for stream %s dropped", self.stream_id)
+            return
+        await self.transport.route_to(self.stream_id, message, text)
 
 
 class OutboundRouter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from mcp.server.session import ServerSession
@@ -9,12 +10,23 @@ from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCNotification, RequestId
 
 from service.jobs.sinks import Notification
+from service.mcp.fast_path import RequestStream
 from service.mcp.resumable import ResumableTransport
 from service.stores.base import SessionRelay
 
-__all__ = ["LOGGER_NAME", "RelayedSessionSink", "RequestStreamSink", "SessionStreamSink"]
+__all__ = ["LOGGER_NAME", "RelayedSessionSink", "RequestStreamSink", "SerializedRequestStreamSink", "SessionStreamSink"]
 
 LOGGER_NAME = "notification-stream"
+LOG_METHOD = "notifications/message"
+LOG_PREFIX = f'{{"jsonrpc":"2.0","method":"{LOG_METHOD}","params":{{"level":"info","logger":"{LOGGER_NAME}","data":'
+
+
+def log_json(data: str) -> str:
+    """The JSON of an info-level log notification from this service's logger, byte for byte as the SDK writes it.
+
+    `tests/mcp/test_sinks.py` compares the two.
+    """
+    return f"{LOG_PREFIX}{json.dumps(data, ensure_ascii=False)}}}}}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +41,31 @@ class RequestStreamSink:
             "info", notification.message, logger=LOGGER_NAME, related_request_id=self.request_id
         )
         # A no-op unless the client sent a progressToken with its call.
+        await self.session.report_progress(notification.index, notification.count, notification.message)
+
+
+@dataclass(frozen=True, slots=True)
+class SerializedRequestStreamSink:
+    """`RequestStreamSink` for a request the speed layer serves: the log notification goes as JSON text.
+
+    `send_log_message` builds, validates and dumps three message objects per notification;
+    this writes the same JSON from a template and hands it to the request's stream. The
+    session's log-level gate (on 2026-07-28, logs only for a request that opted in) is
+    applied by whoever builds the sink: `logs` is its verdict for level info.
+    """
+
+    stream: RequestStream
+    session: ServerSession
+    logs: bool
+
+    async def send(self, notification: Notification) -> None:
+        if self.logs:
+            data = notification.message
+            params = {"level": "info", "logger": LOGGER_NAME, "data": data}
+            # Built without validation: the text below is what is sent and stored; the object is what the
+            # stream's writer inspects (is it the response?).
+            message = JSONRPCNotification.model_construct(jsonrpc="2.0", method=LOG_METHOD, params=params)
+            await self.stream.send(message, log_json(data))
         await self.session.report_progress(notification.index, notification.count, notification.message)
 
 

@@ -6,15 +6,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mcp.server.connection import allowed_log_levels
 from mcp.server.context import ServerRequestContext
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp_types import CallToolResult, TextContent, Tool
 from pydantic import ValidationError
+from starlette.requests import Request
 
 from service.auth import principal_of
 from service.jobs.engine import JobEngine, TooManyJobs
 from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus
-from service.mcp.sinks import RequestStreamSink
+from service.jobs.sinks import Sink
+from service.mcp.fast_path import REQUEST_STREAM, RequestStream
+from service.mcp.sinks import RequestStreamSink, SerializedRequestStreamSink
 
 __all__ = ["TOOL_NAME", "McpTool", "ToolHandler", "error_result", "notification_tool"]
 
@@ -88,6 +92,16 @@ def notification_tool(engine: JobEngine, spec: type[JobSpec]) -> McpTool:
     return McpTool(definition, handler)
 
 
+def request_stream_sink(ctx: ServerRequestContext[Any]) -> Sink:
+    """Where the call's notifications go: its own stream, as text where the speed layer serves it."""
+    assert ctx.request_id is not None
+    stream = getattr(ctx.request.state, REQUEST_STREAM, None) if isinstance(ctx.request, Request) else None
+    if isinstance(stream, RequestStream):
+        logs = "info" in allowed_log_levels(ctx.protocol_version, ctx.meta)
+        return SerializedRequestStreamSink(stream, ctx.session, logs)
+    return RequestStreamSink(ctx.session, ctx.request_id)
+
+
 async def start_notification_stream(
     engine: JobEngine, spec_model: type[JobSpec], ctx: ServerRequestContext[Any], arguments: dict[str, Any]
 ) -> CallToolResult:
@@ -101,14 +115,13 @@ async def start_notification_stream(
     except ValidationError as exc:
         return error_result(describe_validation_error(exc))
     session_id = ctx.request.headers.get(MCP_SESSION_ID_HEADER) if ctx.request is not None else None
-    assert ctx.request_id is not None
     try:
         job = await engine.run(
             spec,
             origin=JobOrigin.MCP,
             session_id=session_id,
             owner=principal_of(ctx.request) if ctx.request is not None else None,
-            sinks=[RequestStreamSink(ctx.session, ctx.request_id)],
+            sinks=[request_stream_sink(ctx)],
         )
     except TooManyJobs as exc:
         return error_result(str(exc))

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from mcp.server.lowlevel.server import Server
+from mcp.server.session import ServerSession
 from mcp.server.streamable_http import EventMessage, EventStore, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
@@ -91,6 +92,7 @@ IMPORTED = {
         "StreamId",
         "check_accept_headers",
     ),
+    "mcp.server.connection": ("allowed_log_levels",),
     "mcp.shared._context_streams": ("create_context_streams",),
     "mcp.shared._stream_protocols": ("ReadStream", "WriteStream"),
     "mcp.shared.inbound": ("MCP_PROTOCOL_VERSION_HEADER",),
@@ -104,6 +106,8 @@ REPLACED = {
     (StreamableHTTPServerTransport, "connect"): "fbb24a6b38c3",
     (StreamableHTTPServerTransport, "_terminate_unanswered_request"): "1e65ccb1f1ac",
     (StreamableHTTPServerTransport, "_create_event_data"): "89c55d1c9383",
+    # `service.mcp.sinks.SerializedRequestStreamSink` writes what this sends, and applies its gate.
+    (ServerSession, "send_log_message"): "5517801f2792",
 }
 
 
