@@ -11,7 +11,11 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Notification", "SessionDirectory", "Sink"]
+__all__ = ["Notification", "SessionDirectory", "Sink", "json_string"]
+
+
+json_string = json.JSONEncoder(ensure_ascii=False).encode
+"""A string as JSON. `json.dumps` with options builds an encoder per call; one per notification shows in profiles."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +32,9 @@ class Notification:
         return f"Notification {self.index}/{self.count} for {self.caller}"
 
     def to_json(self) -> bytes:
-        body = {"job_id": self.job_id, "index": self.index, "count": self.count, "message": self.message}
-        return json.dumps(body, separators=(",", ":")).encode()
+        """`{"job_id":…,"index":…,"count":…,"message":…}`, compact: what the job's log stores."""
+        job_id, message = json_string(self.job_id), json_string(self.message)
+        return f'{{"job_id":{job_id},"index":{self.index},"count":{self.count},"message":{message}}}'.encode()
 
 
 class Sink(Protocol):

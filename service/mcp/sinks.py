@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from mcp.server.session import ServerSession
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCNotification, RequestId
 
-from service.jobs.sinks import Notification
+from service.jobs.sinks import Notification, json_string
 from service.mcp.fast_path import RequestStream
 from service.mcp.resumable import ResumableTransport
 from service.stores.base import SessionRelay
@@ -26,7 +25,7 @@ def log_json(data: str) -> str:
 
     `tests/mcp/test_sinks.py` compares the two.
     """
-    return f"{LOG_PREFIX}{json.dumps(data, ensure_ascii=False)}}}}}"
+    return f"{LOG_PREFIX}{json_string(data)}}}}}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,22 +50,25 @@ class SerializedRequestStreamSink:
     `send_log_message` builds, validates and dumps three message objects per notification;
     this writes the same JSON from a template and hands it to the request's stream. The
     session's log-level gate (on 2026-07-28, logs only for a request that opted in) is
-    applied by whoever builds the sink: `logs` is its verdict for level info.
+    applied by whoever builds the sink: `logs` is its verdict for level info, `progress`
+    whether the call asked for progress notifications (with a `progressToken`).
     """
 
     stream: RequestStream
     session: ServerSession
     logs: bool
+    progress: bool
 
     async def send(self, notification: Notification) -> None:
+        data = notification.message
         if self.logs:
-            data = notification.message
             params = {"level": "info", "logger": LOGGER_NAME, "data": data}
             # Built without validation: the text below is what is sent and stored; the object is what the
             # stream's writer inspects (is it the response?).
             message = JSONRPCNotification.model_construct(jsonrpc="2.0", method=LOG_METHOD, params=params)
             await self.stream.send(message, log_json(data))
-        await self.session.report_progress(notification.index, notification.count, notification.message)
+        if self.progress:
+            await self.session.report_progress(notification.index, notification.count, data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from typing import Any
 from mcp.server.connection import allowed_log_levels
 from mcp.server.context import ServerRequestContext
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
+from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp_types import CallToolResult, TextContent, Tool
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -98,7 +99,8 @@ def request_stream_sink(ctx: ServerRequestContext[Any]) -> Sink:
     stream = getattr(ctx.request.state, REQUEST_STREAM, None) if isinstance(ctx.request, Request) else None
     if isinstance(stream, RequestStream):
         logs = "info" in allowed_log_levels(ctx.protocol_version, ctx.meta)
-        return SerializedRequestStreamSink(stream, ctx.session, logs)
+        progress = progress_token_from_params(ctx.params) is not None
+        return SerializedRequestStreamSink(stream, ctx.session, logs=logs, progress=progress)
     return RequestStreamSink(ctx.session, ctx.request_id)
 
 

@@ -76,7 +76,10 @@ def serialized_sink(ctx: ServerRequestContext[Any]) -> SerializedRequestStreamSi
 def test_a_request_the_speed_layer_serves_gets_the_serialized_sink_with_the_sessions_log_gate() -> None:
     request, stream = served_request()
     handshake = serialized_sink(context(request, "2025-11-25", None))
-    assert (handshake.stream, handshake.logs) == (stream, True)
+    assert (handshake.stream, handshake.logs, handshake.progress) == (stream, True, False)
+    asked = context(request, "2025-11-25", None)
+    asked.params = {"name": "t", "_meta": {"progressToken": "p1"}}
+    assert serialized_sink(asked).progress
     # 2026-07-28: logs only for a request that opted in, at its level or above.
     assert not serialized_sink(context(request, "2026-07-28", None)).logs
     assert serialized_sink(context(request, "2026-07-28", {LOG_LEVEL_META_KEY: "info"})).logs
