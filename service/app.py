@@ -125,6 +125,7 @@ def create_app(
             version=__version__,
             extra_tools=extra_tools,
             middleware=[McpMetricsMiddleware(telemetry)] if settings.metrics else [],
+            traced=tracer is not None,
         ),
         event_log=storage,
         on_replay=lambda events: telemetry.replayed("mcp", events),

@@ -8,9 +8,13 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, TextContent
 
 from harness.clients import Received
-from service.jobs.engine import JobLimits
-from service.jobs.models import JobOrigin, JobSpec, JobStatus, SpecLimits
+from service import __version__
+from service.jobs.engine import JobEngine, JobLimits
+from service.jobs.models import JobOrigin, JobSpec, JobStatus, SpecLimits, spec_model
+from service.mcp.server import build_server
 from service.mcp.tools import TOOL_NAME
+from service.stores.base import Retention
+from service.stores.memory import MemoryStorage
 from tests.in_process import mcp_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.in_process]
@@ -86,3 +90,14 @@ async def test_cancelling_the_job_ends_the_call_with_a_cancelled_result() -> Non
     assert result.is_error
     assert result.structured_content is not None
     assert result.structured_content["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("traced", [True, False])
+def test_the_sdks_span_middleware_runs_only_when_traced(traced: bool) -> None:
+    engine = JobEngine(
+        MemoryStorage(max_events_per_partition=10, retention=Retention()),
+        JobLimits(max_jobs=1, max_jobs_per_session=1),
+    )
+    limits = SpecLimits(max_count=1, min_interval=0, max_interval=1, max_caller_length=10)
+    server = build_server(engine, spec=spec_model(limits), version=__version__, traced=traced)
+    assert ("OpenTelemetryMiddleware" in [type(each).__name__ for each in server.middleware]) is traced
