@@ -21,7 +21,7 @@ from service.jobs.sinks import Sink
 from service.mcp.fast_path import REQUEST_STREAM, RequestStream
 from service.mcp.sinks import RequestStreamSink, SerializedRequestStreamSink
 
-__all__ = ["TOOL_NAME", "McpTool", "ToolHandler", "error_result", "notification_tool"]
+__all__ = ["TOOL_NAME", "McpTool", "ToolHandler", "error_result", "notification_tool", "request_stream_sink"]
 
 ToolHandler = Callable[[ServerRequestContext[Any], dict[str, Any]], Awaitable[CallToolResult]]
 
