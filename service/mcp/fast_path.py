@@ -19,7 +19,7 @@ It replaces two pieces of `StreamableHTTPServerTransport`, and must keep in step
    a task less per session. Kept in step with: the routing rules of `connect`'s
    `message_router` and `_terminate_unanswered_request`.
 3. Notifications as text. A request it takes carries a `RequestStream` in its
-   `request.state` (`REQUEST_STREAM`): a tool's sink hands it a notification already
+   `request.state` (`RequestStream.of`): a tool's sink hands it a notification already
    serialized, which is stored and queued as the router would, without the SDK's chain of
    message objects, each built, validated and dumped (`service.mcp.sinks`). Kept in step
    with: the session's log-level gate (`allowed_log_levels`), which the sink applies itself.
@@ -38,7 +38,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import anyio
 from mcp.server.streamable_http import (
@@ -70,12 +70,9 @@ from service import sse
 from service.mcp.event_store import json_of
 from service.mcp.resumable import FINAL, ResumableTransport
 
-__all__ = ["REQUEST_STREAM", "FastTransport", "OutboundRouter", "RequestStream"]
+__all__ = ["FastTransport", "OutboundRouter", "RequestStream"]
 
 logger = logging.getLogger(__name__)
-
-REQUEST_STREAM = "mcp_request_stream"
-"""The `request.state` attribute that holds the `RequestStream` of a request the speed layer serves."""
 
 
 class FastTransport(ResumableTransport):
@@ -198,7 +195,7 @@ class FastTransport(ResumableTransport):
             )
             await response(request.scope, request.receive, send)
             return
-        setattr(request.state, REQUEST_STREAM, RequestStream(self, stream_id))
+        RequestStream(self, stream_id).attach(request)
         with self._own_stream(stream_id) as queue:
             await self._start_stream(send, priming)
             try:
@@ -216,6 +213,19 @@ class RequestStream:
 
     transport: FastTransport
     stream_id: str
+
+    STATE_KEY: ClassVar[str] = "mcp_request_stream"
+    """The `request.state` attribute that holds it."""
+
+    @classmethod
+    def of(cls, request: object) -> RequestStream | None:
+        """The stream of a request the speed layer serves (its handler's `ctx.request`); None for any other."""
+        stream = getattr(request.state, cls.STATE_KEY, None) if isinstance(request, Request) else None
+        return stream if isinstance(stream, cls) else None
+
+    def attach(self, request: Request) -> None:
+        """Leave this stream in `request.state`, where the request's handler finds it (`of`)."""
+        setattr(request.state, self.STATE_KEY, self)
 
     async def send(self, message: JSONRPCMessage, text: str) -> None:
         """Send `message`, whose JSON is `text`, as the router sends a message related to this request.

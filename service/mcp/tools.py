@@ -12,13 +12,12 @@ from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp_types import CallToolResult, TextContent, Tool
 from pydantic import ValidationError
-from starlette.requests import Request
 
 from service.auth import principal_of
 from service.jobs.engine import JobEngine, TooManyJobs
 from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus
 from service.jobs.sinks import Sink
-from service.mcp.fast_path import REQUEST_STREAM, RequestStream
+from service.mcp.fast_path import RequestStream
 from service.mcp.sinks import RequestStreamSink, SerializedRequestStreamSink
 
 __all__ = ["TOOL_NAME", "McpTool", "ToolHandler", "error_result", "notification_tool", "request_stream_sink"]
@@ -96,8 +95,8 @@ def notification_tool(engine: JobEngine, spec: type[JobSpec]) -> McpTool:
 def request_stream_sink(ctx: ServerRequestContext[Any]) -> Sink:
     """Where the call's notifications go: its own stream, as text where the speed layer serves it."""
     assert ctx.request_id is not None
-    stream = getattr(ctx.request.state, REQUEST_STREAM, None) if isinstance(ctx.request, Request) else None
-    if isinstance(stream, RequestStream):
+    stream = RequestStream.of(ctx.request)
+    if stream is not None:
         logs = "info" in allowed_log_levels(ctx.protocol_version, ctx.meta)
         progress = progress_token_from_params(ctx.params) is not None
         return SerializedRequestStreamSink(stream, ctx.session, logs=logs, progress=progress)

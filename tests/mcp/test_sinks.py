@@ -16,7 +16,7 @@ from mcp_types import (
 from starlette.requests import Request
 
 from service.mcp.event_store import SessionEventStore
-from service.mcp.fast_path import REQUEST_STREAM, FastTransport, RequestStream
+from service.mcp.fast_path import FastTransport, RequestStream
 from service.mcp.sinks import LOGGER_NAME, RequestStreamSink, SerializedRequestStreamSink, log_json
 from service.mcp.tools import request_stream_sink
 from service.stores.base import Retention
@@ -63,7 +63,7 @@ def served_request(store: SessionEventStore | None = None) -> tuple[Request, Req
     transport = FastTransport(mcp_session_id="s1", event_store=store, ping_interval=10)
     request = Request({"type": "http", "method": "POST", "path": "/mcp", "headers": [], "state": {}})
     stream = RequestStream(transport, "7")
-    setattr(request.state, REQUEST_STREAM, stream)
+    stream.attach(request)
     return request, stream
 
 
