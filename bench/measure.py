@@ -10,6 +10,7 @@ from typing import Any
 from bench.servers import (
     BARE,
     EVERY_SERVER,
+    REPLAY_MAX_STORED,
     REPLAY_SERVERS,
     ROOT,
     SDK_LIMIT_SERVERS,
@@ -159,9 +160,20 @@ def measure_rss(results: Results, server: Server) -> None:
     )
 
 
+def stored_after(stages: Sequence[int]) -> list[int]:
+    """The events in the replay session's history after each stage's fill (notifications, priming event, result)."""
+    total, out = 0, []
+    for count in stages:
+        total += count + 2
+        out.append(total)
+    return out
+
+
 def measure_replay(results: Results, server: Server) -> None:
     plan = results.plan
-    stages = [str(count) for count in plan.replay_stages]
+    limit = REPLAY_MAX_STORED.get(server.name)
+    totals = zip(plan.replay_stages, stored_after(plan.replay_stages), strict=True)
+    stages = [str(count) for count, stored in totals if not limit or stored <= limit]
     args = ["--stages", *stages, "--replays", str(plan.replays), "--settle", "1.0"]
     if (result := _measure_once(results, server, "replay", *args, timeout=3600)) is None:
         return

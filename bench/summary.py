@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from bench.measure import SESSIONS, Results
+from bench.measure import SESSIONS, Results, stored_after
 from bench.servers import (
     BARE,
     EVERY_SERVER,
@@ -158,7 +158,7 @@ def summarize(results: Results) -> list[Row]:
             "KB",
         )
     )
-    for index, count in enumerate(_cumulative(results.plan.replay_stages)):
+    for index, count in enumerate(stored_after(results.plan.replay_stages)):
         is_last = index == len(results.plan.replay_stages) - 1
         for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
             values = {}
@@ -168,14 +168,6 @@ def summarize(results: Results) -> list[Row]:
             target = Target(None, False, absolute=2.0) if is_last and label == "p50" else None
             rows.append(Row(f"replay {label}, last 10 of {_count_label(count)} events", values, target, "ms"))
     return rows
-
-
-def _cumulative(stages: Sequence[int]) -> list[int]:
-    total, out = 0, []
-    for count in stages:
-        total += count + 2
-        out.append(total)
-    return out
 
 
 def _count_label(count: int) -> str:

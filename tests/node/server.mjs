@@ -4,7 +4,13 @@
 // (resumable), notifications on the request's own stream. A peer for bench/ (#18), written
 // here, next to the client, because this folder's node_modules holds the SDK.
 //
-//   node server.mjs --port 8123
+//   node server.mjs --port 8123 [--event-store example|ordered]
+//
+// The example's InMemoryEventStore replays by sorting every event id as a string, and its
+// ids are `<stream>_<millisecond>_<random>`: events stored in the same millisecond come
+// back in random order, so a resumed stream skips or repeats some of a burst
+// (typescript-sdk#943; the fix is PR #1978). `--event-store ordered` swaps in a store that
+// replays in the order it stored, the one bench/ uses for its replay rows.
 //
 // Its tool takes the service's arguments: `count` notifications to `caller`, `interval`
 // seconds apart (the example's own tool counts in milliseconds and takes no caller).
@@ -18,7 +24,40 @@ import { createMcpExpressApp } from "@modelcontextprotocol/sdk/server/express.js
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
 import { InMemoryEventStore } from "@modelcontextprotocol/sdk/examples/shared/inMemoryEventStore.js";
 
-const { values } = parseArgs({ options: { port: { type: "string", default: "8123" } } });
+const { values } = parseArgs({
+  options: { port: { type: "string", default: "8123" }, "event-store": { type: "string", default: "example" } },
+});
+
+/** The example store's interface, replaying a stream's events in the order they were stored. */
+class OrderedEventStore {
+  constructor() {
+    this.streams = new Map(); // stream id -> [event id, message][]
+    this.positions = new Map(); // event id -> [stream id, index in its stream]
+    this.next = 0;
+  }
+
+  async storeEvent(streamId, message) {
+    const eventId = `${streamId}_${this.next++}`;
+    let events = this.streams.get(streamId);
+    if (events === undefined) this.streams.set(streamId, (events = []));
+    this.positions.set(eventId, [streamId, events.length]);
+    events.push([eventId, message]);
+    return eventId;
+  }
+
+  async replayEventsAfter(lastEventId, { send }) {
+    const position = this.positions.get(lastEventId);
+    if (position === undefined) return "";
+    const [streamId, index] = position;
+    const events = this.streams.get(streamId);
+    for (let i = index + 1; i < events.length; i++) await send(events[i][0], events[i][1]);
+    return streamId;
+  }
+}
+
+const EVENT_STORES = { example: InMemoryEventStore, ordered: OrderedEventStore };
+const EventStore = EVENT_STORES[values["event-store"]];
+if (EventStore === undefined) throw new Error(`--event-store: one of ${Object.keys(EVENT_STORES).join(", ")}`);
 
 function buildServer() {
   const server = new McpServer({ name: "ts-sdk-peer", version: "1.0.0" }, { capabilities: { logging: {} } });
@@ -59,7 +98,7 @@ app.post("/mcp", async (req, res) => {
     }
     transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
-      eventStore: new InMemoryEventStore(),
+      eventStore: new EventStore(),
       onsessioninitialized: (id) => transports.set(id, transport),
     });
     transport.onclose = () => transport.sessionId && transports.delete(transport.sessionId);
