@@ -218,7 +218,7 @@ def run(plan: Plan, *, code: Path | None = None) -> Results:
     log("replay")
     for name in [] if plan.tools_only else rotated(REPLAY_SERVERS, plan.rounds):
         try:
-            with running(name, code=code, large_history=True) as server:
+            with running(name, code=code, replay=True) as server:
                 measure_replay(results, server)
         except RuntimeError as exc:
             log(f"  ! {name}: {exc}")

@@ -59,8 +59,9 @@ MCP_SERVERS = (SERVICE_SQLITE, SERVICE_MEMORY, EXAMPLE, *PEERS)
 
 # fastmcp stores about 2,700 events/s: filling a history of 1M events would take it over six minutes.
 REPLAY_SERVERS = (SERVICE_SQLITE, SERVICE_MEMORY, EXAMPLE, TS_SDK)
-# The most events a server's history is filled to. The TypeScript SDK's server holds every event in its
-# process: filling it to 1M events did not end in 15 minutes (2.5 GB by then); 100k took 16 s.
+# The most events a server's history is filled to (the stages past it are skipped: with the default stages,
+# the TypeScript SDK's server stops at 100k). It holds every event in its process: filling it to 1M events did
+# not end in 15 minutes (2.5 GB by then); to 100k took 16 s.
 REPLAY_MAX_STORED = {TS_SDK: 200_000}
 
 
@@ -97,7 +98,7 @@ def server_command(
     workdir: Path,
     *,
     code: Path | None = None,
-    large_history: bool = False,
+    replay: bool = False,
     settings: dict[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     env = service_free_environ()
@@ -110,7 +111,7 @@ def server_command(
             "SERVICE_STORE": "memory" if name == SERVICE_MEMORY else "sqlite",
             "SERVICE_SQLITE_PATH": str(workdir / "service.db"),
         }
-        if large_history:
+        if replay:
             env |= {"SERVICE_MAX_COUNT": "1000000", "SERVICE_MAX_EVENTS_PER_SESSION": "2000000"}
         env |= settings or {}
         return [sys.executable, "-m", "bench.inline_dispatch" if name == SERVICE_INLINE else "service"], env
@@ -125,8 +126,8 @@ def server_command(
         node = shutil.which("node")
         if node is None:
             raise FileNotFoundError("no node: the TypeScript SDK's server needs Node.js")
-        # The example's store cannot replay a burst in order (tests/node/server.mjs): the replay rows use another.
-        store = ["--event-store", "ordered"] if large_history else []
+        # The example's store replays a burst out of order (tests/node/server.mjs).
+        store = ["--event-store", "ordered"] if replay else []
         return [node, str(ROOT / "tests" / "node" / "server.mjs"), "--port", str(port), *store], env
     raise ValueError(name)
 
@@ -156,16 +157,18 @@ class Server:
 
 @contextlib.contextmanager
 def running(
-    name: str, *, code: Path | None = None, large_history: bool = False, settings: dict[str, str] | None = None
+    name: str, *, code: Path | None = None, replay: bool = False, settings: dict[str, str] | None = None
 ) -> Iterator[Server]:
     """`name` started from `code` (a frozen copy of service/, `bench.run.freeze_code`), else from this tree.
+
+    `replay` sets it up for the replay rows: room for their history, and a store that replays it in order.
 
     `settings` (`SERVICE_*` variables) go to the service's processes: `SERVICE_STORE=redis`, say.
     """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         workdir = Path(tmp)
-        argv, env = server_command(name, port, workdir, code=code, large_history=large_history, settings=settings)
+        argv, env = server_command(name, port, workdir, code=code, replay=replay, settings=settings)
         stderr = (workdir / "server.log").open("wb")
         proc = subprocess.Popen(
             argv, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=stderr, preexec_fn=pin(SERVER_CORE)

@@ -56,8 +56,10 @@ class OrderedEventStore {
 }
 
 const EVENT_STORES = { example: InMemoryEventStore, ordered: OrderedEventStore };
+if (!Object.hasOwn(EVENT_STORES, values["event-store"])) {
+  throw new Error(`--event-store: one of ${Object.keys(EVENT_STORES).join(", ")}`);
+}
 const EventStore = EVENT_STORES[values["event-store"]];
-if (EventStore === undefined) throw new Error(`--event-store: one of ${Object.keys(EVENT_STORES).join(", ")}`);
 
 function buildServer() {
   const server = new McpServer({ name: "ts-sdk-peer", version: "1.0.0" }, { capabilities: { logging: {} } });
