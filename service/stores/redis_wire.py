@@ -3,29 +3,32 @@
 redis-py's pipeline spends tens of microseconds of Python on every command (encoding each
 argument, a timeout and a response callback per reply), and a tool call sends about eight:
 that was most of what the Redis store cost per call. On a single Redis the store sends its
-batches over a connection of its own instead (`RespWire`): the batch packed into one buffer,
-written at once, the replies parsed by hiredis. Redis Cluster needs each command routed to
-its slot's master, which redis-py's cluster pipeline does (`PipelineWire`).
+batches over a connection of its own instead (`RespWire`): each batch packed by hiredis into
+one buffer and written at once, without waiting for the batches before it to be answered;
+an asyncio protocol feeds what arrives to hiredis's parser and hands each batch its replies
+in the order the batches were written, which is the order Redis answers them. A batch whose
+caller was cancelled keeps its place: its replies are read and dropped, and the connection
+stays. Redis Cluster needs each command routed to its slot's master, which redis-py's
+cluster pipeline does (`PipelineWire`).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
-import anyio
-import anyio.abc
 import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import InvalidResponse, ResponseError
+from typing_extensions import override
 
 __all__ = ["Command", "PipelineWire", "RespWire", "Wire", "pack"]
 
 Command = tuple[str | bytes | int | float, ...]
-
-READ_SIZE = 65536
 
 
 class Wire(Protocol):
@@ -40,18 +43,69 @@ class Wire(Protocol):
 
 
 def pack(commands: Sequence[Command]) -> bytes:
-    """The commands in RESP, as Redis reads them: an array of bulk strings each."""
-    parts: list[bytes] = []
-    for command in commands:
-        parts.append(b"*%d\r\n" % len(command))
-        for arg in command:
-            raw = arg if isinstance(arg, bytes) else str(arg).encode()
-            parts.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
-    return b"".join(parts)
+    """The commands in RESP, as Redis reads them: an array of bulk strings each (hiredis packs them in C)."""
+    # hiredis's stub types the command as a 1-tuple (Tuple[X] for Tuple[X, ...]); it takes any length.
+    return b"".join([hiredis.pack_command(command) for command in commands])  # type: ignore[arg-type]
+
+
+class _Replies(asyncio.Protocol):
+    """The connection's reading side: hiredis parses what arrives and hands each batch its replies, in the
+    order the batches were written (Redis answers a connection's commands in order)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.lost: BaseException | None = None
+        self._parser = hiredis.Reader(protocolError=InvalidResponse, replyError=ResponseError)
+        self._waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = deque()
+
+    @override
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport, though not always an `asyncio.Transport` subclass (uvloop's is its own class).
+        self.transport = cast(asyncio.Transport, transport)
+
+    def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+        """Write the batch now (so batches reach Redis in the order they were sent); its replies resolve the future."""
+        assert self.transport is not None
+        if self.lost is not None:
+            raise self.lost
+        replies: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((len(commands), [], replies))
+        self.transport.write(pack(commands))
+        return replies
+
+    @override
+    def data_received(self, data: bytes) -> None:
+        self._parser.feed(data)
+        try:
+            while self._waiting:
+                wanted, replies, future = self._waiting[0]
+                while len(replies) < wanted and (reply := self._parser.gets()) is not False:
+                    replies.append(reply)
+                if len(replies) < wanted:
+                    return
+                self._waiting.popleft()
+                if not future.done():  # a cancelled batch's replies are read, and dropped
+                    future.set_result(replies)
+        except InvalidResponse as exc:  # what follows on this connection cannot be trusted
+            self._fail(exc)
+            if self.transport is not None:
+                self.transport.abort()
+
+    @override
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionError(f"Redis closed the connection{f': {exc}' if exc else ''}"))
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.lost is None:
+            self.lost = exc
+        while self._waiting:
+            *_, future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(self.lost)
 
 
 class RespWire:
-    """One connection to a single Redis, used by one batch at a time."""
+    """One connection to a single Redis, its batches pipelined: a batch does not wait for the one before."""
 
     def __init__(self, host: str, port: int, *, db: int = 0, username: str = "", password: str = "") -> None:
         self._host, self._port = host, port
@@ -60,9 +114,8 @@ class RespWire:
             self._hello.append(("AUTH", username, password) if username else ("AUTH", password))
         if db:
             self._hello.append(("SELECT", db))
-        self._stream: anyio.abc.SocketStream | None = None
-        self._parser = hiredis.Reader()
-        self._lock = anyio.Lock()
+        self._replies: _Replies | None = None
+        self._connecting = asyncio.Lock()
 
     @classmethod
     def for_url(cls, url: str) -> RespWire | None:
@@ -82,55 +135,44 @@ class RespWire:
     async def send(self, commands: Sequence[Command]) -> list[Any]:
         if not commands:
             return []
-        async with self._lock:
-            if self._stream is None:
-                await self._connect()
-            try:
-                return await self._round_trip(commands)
-            except BaseException:  # cancelled or broken halfway: what the connection holds next is unknown
-                await self._drop()
-                raise
+        replies = self._replies
+        if replies is None or replies.lost is not None:
+            replies = await self._connected()
+        return await replies.send(commands)
 
-    async def _connect(self) -> None:
-        try:
-            self._stream = await anyio.connect_tcp(self._host, self._port)
-        except OSError as exc:
-            raise ConnectionError(f"cannot connect to Redis at {self._host}:{self._port}: {exc}") from exc
-        self._parser = hiredis.Reader(protocolError=InvalidResponse, replyError=ResponseError)
-        if self._hello:
+    async def _connected(self) -> _Replies:
+        async with self._connecting:
+            if self._replies is not None and self._replies.lost is None:
+                return self._replies  # another batch connected meanwhile
+            self._drop()
             try:
-                replies = await self._round_trip(self._hello)
-            except BaseException:
-                await self._drop()
-                raise
-            refused = [reply for reply in replies if isinstance(reply, ResponseError)]
-            if refused:
-                await self._drop()
-                raise refused[0]
-
-    async def _round_trip(self, commands: Sequence[Command]) -> list[Any]:
-        assert self._stream is not None
-        try:
-            await self._stream.send(pack(commands))
-            replies: list[Any] = []
-            while len(replies) < len(commands):
-                reply = self._parser.gets()
-                if reply is False:
-                    self._parser.feed(await self._stream.receive(READ_SIZE))
-                else:
-                    replies.append(reply)
+                _, replies = await asyncio.get_running_loop().create_connection(_Replies, self._host, self._port)
+            except OSError as exc:
+                raise ConnectionError(f"cannot connect to Redis at {self._host}:{self._port}: {exc}") from exc
+            if self._hello:
+                try:
+                    refused = [reply for reply in await replies.send(self._hello) if isinstance(reply, ResponseError)]
+                except BaseException:
+                    _close(replies)
+                    raise
+                if refused:
+                    _close(replies)
+                    raise refused[0]
+            self._replies = replies
             return replies
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            raise ConnectionError("Redis closed the connection") from exc
 
-    async def _drop(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
+    def _drop(self) -> None:
+        replies, self._replies = self._replies, None
+        if replies is not None:
+            _close(replies)
 
     async def aclose(self) -> None:
-        await self._drop()
+        self._drop()
+
+
+def _close(replies: _Replies) -> None:
+    if replies.transport is not None:
+        replies.transport.close()
 
 
 class PipelineWire:

@@ -1,5 +1,6 @@
 """The Redis store's own connection (`RespWire`) against a real redis-server: replies in order, errors in
-place, and a connection that recovers from a restart, a cancellation and a wrong password."""
+place, batches pipelined from concurrent tasks, and a connection that recovers from a restart, a lost
+connection, a cancellation and a wrong password."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ from service.stores.redis_wire import RespWire, pack
 from tests.support import unavailable
 
 pytestmark = [pytest.mark.anyio, pytest.mark.in_process]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
+    """Both event loops the service runs on: uvicorn picks uvloop where it is installed, and its transports
+    are not `asyncio.Transport` subclasses."""
+    return "asyncio", {"use_uvloop": request.param == "uvloop"}
 
 
 @pytest.fixture
@@ -68,7 +76,49 @@ async def test_a_cancelled_round_trip_leaves_no_reply_behind(redis: RedisServer)
         with anyio.move_on_after(0.2) as scope:
             await connection.send([("BLPOP", "wire:nothing", 1)])
         assert scope.cancelled_caught
-        # Its reply (nil, a second later) must not be read as this one's.
+        # The connection stays: the PING queues behind the BLPOP, whose reply (nil, a second later) is read
+        # and dropped, not taken for the PING's.
+        assert await connection.send([("PING",)]) == [b"PONG"]
+    finally:
+        await connection.aclose()
+
+
+async def test_concurrent_batches_each_get_their_own_replies(redis: RedisServer) -> None:
+    connection = wire(redis)
+    got: dict[int, list[object]] = {}
+
+    async def echo(index: int) -> None:
+        got[index] = await connection.send([("ECHO", f"a{index}"), ("ECHO", f"b{index}")])
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            for index in range(50):
+                tasks.start_soon(echo, index)
+        assert got == {index: [f"a{index}".encode(), f"b{index}".encode()] for index in range(50)}
+    finally:
+        await connection.aclose()
+
+
+async def test_a_connection_lost_mid_flight_fails_every_pending_batch(own_redis: RedisServer) -> None:
+    connection = wire(own_redis)
+    try:
+        assert await connection.send([("PING",)]) == [b"PONG"]
+        failed: list[BaseException] = []
+
+        async def blocked() -> None:
+            try:
+                await connection.send([("BLPOP", "wire:never", 0)])
+            except ConnectionError as exc:
+                failed.append(exc)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                for _ in range(3):
+                    tasks.start_soon(blocked)
+                await anyio.sleep(0.2)  # all three written and waiting
+                own_redis.stop()
+        assert len(failed) == 3
+        own_redis.start()
         assert await connection.send([("PING",)]) == [b"PONG"]
     finally:
         await connection.aclose()
