@@ -52,8 +52,9 @@ class _Replies(asyncio.Protocol):
     """The connection's reading side: hiredis parses what arrives and hands each batch its replies, in the
     order the batches were written (Redis answers a connection's commands in order)."""
 
+    transport: asyncio.Transport  # set by `connection_made`, before `create_connection` returns the protocol
+
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
         self._parser = hiredis.Reader(protocolError=InvalidResponse, replyError=ResponseError)
         self._waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = deque()
@@ -65,7 +66,6 @@ class _Replies(asyncio.Protocol):
 
     def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
         """Write the batch now (so batches reach Redis in the order they were sent); its replies resolve the future."""
-        assert self.transport is not None
         if self.lost is not None:
             raise self.lost
         replies: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
@@ -88,12 +88,14 @@ class _Replies(asyncio.Protocol):
                     future.set_result(replies)
         except InvalidResponse as exc:  # what follows on this connection cannot be trusted
             self._fail(exc)
-            if self.transport is not None:
-                self.transport.abort()
+            self.transport.abort()
 
     @override
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(ConnectionError(f"Redis closed the connection{f': {exc}' if exc else ''}"))
+
+    def close(self) -> None:
+        self.transport.close()
 
     def _fail(self, exc: BaseException) -> None:
         if self.lost is None:
@@ -149,30 +151,23 @@ class RespWire:
                 _, replies = await asyncio.get_running_loop().create_connection(_Replies, self._host, self._port)
             except OSError as exc:
                 raise ConnectionError(f"cannot connect to Redis at {self._host}:{self._port}: {exc}") from exc
-            if self._hello:
-                try:
-                    refused = [reply for reply in await replies.send(self._hello) if isinstance(reply, ResponseError)]
-                except BaseException:
-                    _close(replies)
-                    raise
-                if refused:
-                    _close(replies)
-                    raise refused[0]
+            try:
+                for reply in await replies.send(self._hello) if self._hello else []:
+                    if isinstance(reply, ResponseError):
+                        raise reply
+            except BaseException:
+                replies.close()
+                raise
             self._replies = replies
             return replies
 
     def _drop(self) -> None:
         replies, self._replies = self._replies, None
         if replies is not None:
-            _close(replies)
+            replies.close()
 
     async def aclose(self) -> None:
         self._drop()
-
-
-def _close(replies: _Replies) -> None:
-    if replies.transport is not None:
-        replies.transport.close()
 
 
 class PipelineWire:
