@@ -157,11 +157,11 @@ class JobEngine:
 
     # Commands
 
-    async def _admit(self, job: JobRecord) -> None:
+    async def _admit(self, job: JobRecord, *, announce: bool) -> None:
         """Count the job against the limits (cluster-wide on a shared store); `TooManyJobs` if it breaks one."""
         limits = self._limits
         verdict = await self._board.admit(
-            job, max_jobs=limits.max_jobs, max_jobs_per_session=limits.max_jobs_per_session
+            job, max_jobs=limits.max_jobs, max_jobs_per_session=limits.max_jobs_per_session, announce=announce
         )
         if verdict is Admission.ADMITTED:
             if self._board.leased:
@@ -189,7 +189,7 @@ class JobEngine:
         if task_group is None:
             raise RuntimeError("the job engine is not running")
         job = JobRecord.new(self._storage.new_job_id(), spec, origin, session_id, owner, self.runner_id)
-        await self._admit(job)
+        await self._admit(job, announce=True)  # its id goes to a client that may ask another replica next
         await self._storage.save_job(job)
         live = self._live[job.id] = _LiveJob(job, list(sinks))
         task_group.start_soon(self._run, live, name=f"job {job.id}")
@@ -213,7 +213,7 @@ class JobEngine:
         if self._task_group is None:
             raise RuntimeError("the job engine is not running")
         job = JobRecord.new(self._storage.new_job_id(), spec, origin, session_id, owner, self.runner_id)
-        await self._admit(job)
+        await self._admit(job, announce=False)  # other replicas see it within the store's next write
         live = self._live[job.id] = _LiveJob(job, list(sinks))
         await self._run(live)
         return live.job

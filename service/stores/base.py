@@ -214,7 +214,15 @@ class JobBoard(Protocol):
     leased: bool
     """Whether admission takes a lease (engines share the store) or only counts (one process)."""
 
-    async def admit(self, job: JobRecord, *, max_jobs: int, max_jobs_per_session: int) -> Admission: ...
+    async def admit(
+        self, job: JobRecord, *, max_jobs: int, max_jobs_per_session: int, announce: bool = True
+    ) -> Admission:
+        """Count the job in, or say which limit it would break.
+
+        With `announce`, every engine of the store sees the job when this returns; without,
+        within the store's next write (a caller that runs the job itself and waits for it).
+        """
+        ...
 
     async def release(self, job: JobRecord) -> None: ...
 

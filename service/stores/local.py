@@ -26,7 +26,9 @@ class LocalBoard:
         self._admitted: set[str] = set()
         self._per_session: Counter[str] = Counter()
 
-    async def admit(self, job: JobRecord, *, max_jobs: int, max_jobs_per_session: int) -> Admission:
+    async def admit(
+        self, job: JobRecord, *, max_jobs: int, max_jobs_per_session: int, announce: bool = True
+    ) -> Admission:
         if len(self._admitted) >= max_jobs:
             return Admission.TOO_MANY_JOBS
         if job.session_id is not None:

@@ -13,12 +13,17 @@ tag, so every script below touches one slot and works on Redis Cluster too:
     <p>:{jobs}:session:<id>    set: one MCP session's unfinished jobs
     <p>:{jobs}:finished        sorted set: finished jobs, by the time they finished
     <p>:{jobs}:purged          string: the newest job id that retention purged
+    <p>:{jobs}:shares          hash: each engine's share of `SERVICE_MAX_JOBS` (`shares`)
+    <p>:{jobs}:shares:<id>     hash: each engine's share of one MCP session's `SERVICE_MAX_JOBS_PER_SESSION`
+    <p>:{jobs}:alive           sorted set: engines holding shares, by when they go unless renewed (ms)
     <p>:session:{<id>}         hash: a live MCP session's replica and owner
     <p>:inbox:{<replica>}      stream: notifications relayed to that replica's sessions
 
 Writes are queued and sent together every `flush_interval` seconds, in one pipeline
 (`redis_wire`: its own connection on a single Redis, redis-py's cluster pipeline on a cluster),
-so a tool call costs about one round trip however many events it writes. That is possible
+so a tool call costs less than one round trip however many events it writes. Admission
+needs none either while this engine's shares of the limits have room (`shares`): Redis is
+asked only for more. That is possible
 because the store never has to ask Redis for an event id: a partition has one writer, and
 its ids come from the writer's clock (microseconds, kept strictly increasing). Redis refuses
 an explicit stream id that is not above the stream's top, which makes a retried write
@@ -67,6 +72,7 @@ from service.stores.base import (
     StoreStats,
 )
 from service.stores.redis_wire import Command, PipelineWire, RespWire, Wire
+from service.stores.shares import Share
 
 __all__ = ["RedisStorage"]
 
@@ -167,26 +173,39 @@ return 1
 """
 )
 
-# KEYS: created, unfinished, [owner], [session].
-# ARGV: has owner, has session, id, created (us), now (us), max jobs, max per session, ttl ms.
-# Admission and indexing in one step: a job refused is nowhere, a job admitted is listed at once.
-_ADMIT = _Script(
-    "local FIXED = 2"
-    + _OPTIONAL_KEYS
-    + """
-if redis.call('ZSCORE', KEYS[2], ARGV[3]) then return 0 end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return 1 end
-if session then
-  if redis.call('SCARD', session) >= tonumber(ARGV[7]) then return 2 end
-  redis.call('SADD', session, ARGV[3])
-  redis.call('PEXPIRE', session, ARGV[8])
+# KEYS: shares, alive, [the session's shares].
+# ARGV: runner, now (ms), alive until (ms), then need, want and limit for max jobs, [and for the session, its ttl ms].
+# Returns {verdict, share of max jobs, share of the session}: 0 granted at least `need` (at most `want`), 1 no room
+# in max jobs, 2 none in the session; a refusal changes nothing. A runner not renewed in `alive` loses its shares.
+_GRANT = _Script("""
+local runner = ARGV[1]
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], runner)
+local function room(key, limit)
+  local left = tonumber(limit)
+  local shares = redis.call('HGETALL', key)
+  for i = 1, #shares, 2 do
+    if shares[i] ~= runner then
+      if redis.call('ZSCORE', KEYS[2], shares[i]) then left = left - tonumber(shares[i + 1])
+      else redis.call('HDEL', key, shares[i]) end
+    end
+  end
+  return left
 end
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
-redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
-if owner then redis.call('ZADD', owner, ARGV[4], ARGV[3]) end
-return 0
-"""
-)
+local jobs = room(KEYS[1], ARGV[6])
+if jobs < tonumber(ARGV[4]) then return {1, 0, 0} end
+local session = 0
+if #KEYS == 3 then
+  session = room(KEYS[3], ARGV[9])
+  if session < tonumber(ARGV[7]) then return {2, 0, 0} end
+  session = math.min(session, tonumber(ARGV[8]))
+  redis.call('HSET', KEYS[3], runner, session)
+  redis.call('PEXPIRE', KEYS[3], ARGV[10])
+end
+jobs = math.min(jobs, tonumber(ARGV[5]))
+redis.call('HSET', KEYS[1], runner, jobs)
+return {0, jobs, session}
+""")
 
 # KEYS: created, unfinished, finished, [owner], [session]. ARGV: has owner, has session, id.
 _UNINDEX = _Script(
@@ -269,7 +288,7 @@ return out
 """)
 
 
-_SCRIPTS = (_APPEND, _SAVE_JOB, _INDEX, _ADMIT, _UNINDEX, _CLAIM_EXPIRED, _DROP_JOB, _RENEW, _RELEASE, _REAP)
+_SCRIPTS = (_APPEND, _SAVE_JOB, _INDEX, _GRANT, _UNINDEX, _CLAIM_EXPIRED, _DROP_JOB, _RENEW, _RELEASE, _REAP)
 
 
 def _tag(name: str) -> str:
@@ -307,6 +326,8 @@ def _micros() -> int:
 class _Queued:
     """Writes waiting for the next flush."""
 
+    leases: dict[str, str] = field(default_factory=dict)
+    """Jobs admitted here, with their lease's token (written first: their log's appends are fenced by it)."""
     events: dict[str, list[tuple[int, str, bytes | None]]] = field(default_factory=dict)
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     seals: set[str] = field(default_factory=set)
@@ -316,10 +337,11 @@ class _Queued:
     commands: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.events or self.jobs or self.seals or self.releases or self.commands)
+        return bool(self.leases or self.events or self.jobs or self.seals or self.releases or self.commands)
 
     def take(self, later: _Queued) -> None:
         """Add what was queued after this batch (which failed, and goes again first)."""
+        self.leases.update(later.leases)
         for partition, events in later.events.items():
             self.events.setdefault(partition, []).extend(events)
         self.jobs.update(later.jobs)
@@ -372,6 +394,8 @@ class RedisStorage:
         self._stats_cache = stats_cache
         """Seconds `stats` reuses its count: counting walks every stream, and health probes ask often."""
         self._local_sessions: set[str] = set()
+        self._jobs_share = Share(limit=0)
+        self._session_shares: dict[str, Share] = {}
 
     # Keys
 
@@ -431,6 +455,7 @@ class RedisStorage:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         with anyio.CancelScope(shield=True):
+            self._give_up_shares()
             try:
                 await self.flush()
             except StoreError as error:
@@ -499,10 +524,15 @@ class RedisStorage:
             return answers
 
     def _batch_commands(self, batch: _Queued) -> list[Command]:
-        # Events, then records: whoever sees a job ended (its record) finds all of its events.
-        commands = [self._append_command(partition, events) for partition, events in batch.events.items()]
+        # Leases, events, then records: whoever sees a job ended (its record) finds all of its events.
+        commands: list[Command] = [
+            ("SET", self._job_key(job_id, "lease"), token, "NX", "PX", self._lease_ms)
+            for job_id, token in batch.leases.items()
+        ]
+        commands += [self._append_command(partition, events) for partition, events in batch.events.items()]
         for job in batch.jobs.values():
-            commands += self._job_commands(job, seal=job.id in batch.seals, release=batch.releases.get(job.id, ""))
+            seal, release = job.id in batch.seals, batch.releases.get(job.id, "")
+            commands += self._job_commands(job, seal=seal, release=release, admitted=job.id in batch.leases)
         for job_id in batch.seals - batch.jobs.keys():
             commands.append(("XADD", self._job_key(job_id, "ev"), "*", "s", SEAL))
         for job_id, token in batch.releases.items():
@@ -534,13 +564,13 @@ class RedisStorage:
             args += [event_id, stream, "0" if data is None else "1", data or b""]
         return _APPEND.call(keys, *args)
 
-    def _job_commands(self, job: JobRecord, *, seal: bool, release: str) -> list[Command]:
+    def _job_commands(self, job: JobRecord, *, seal: bool, release: str, admitted: bool) -> list[Command]:
         final = job.status.is_final
         ttl = round((self._retention.jobs * 2 + 3600) * 1000) if final else 0
         keys = [self._job_key(job.id, kind) for kind in ("job", "ev", "lease")]
         save = _SAVE_JOB.call(keys, job.model_dump_json(), ttl, release, "1" if seal else "0")
-        if not final and job.id in self._tokens:
-            return [save]  # admitted here: `admit` indexed it
+        if not final and job.id in self._tokens and not admitted:
+            return [save]  # running here, indexed with the batch that admitted it
         created = round(job.created_at.timestamp() * 1_000_000)
         when = round(job.finished_at.timestamp() * 1_000_000) if final and job.finished_at else _micros()
         fixed = (self._index("created"), self._index("unfinished"), self._index("finished"))
@@ -711,31 +741,138 @@ class RedisStorage:
 
     # JobBoard
 
-    async def admit(self, job: JobRecord, *, max_jobs: int, max_jobs_per_session: int) -> Admission:
-        """One round trip, with whatever was queued: admission, indexes, the lease and the record, so that any
-        replica sees the job at once (and this one's last jobs, released, are counted out)."""
-        token = f"{self.runner}:1"  # epoch 1: the first engine to run the job; a takeover raises it
-        keys, flags = self._optional_keys(job.owner, job.session_id)
-        created = round(job.created_at.timestamp() * 1_000_000)
-        args = (job.id, created, _micros(), max_jobs, max_jobs_per_session, self._open_ttl)
+    async def admit(
+        self, job: JobRecord, *, max_jobs: int, max_jobs_per_session: int, announce: bool = True
+    ) -> Admission:
+        """Against this engine's shares of the limits: no round trip while they have room, one to ask for more.
 
-        admission = [
-            _ADMIT.call([self._index("created"), self._index("unfinished"), *keys], *flags, *args),
-            ("SET", self._job_key(job.id, "lease"), token, "NX", "PX", self._lease_ms),
-            ("SET", self._job_key(job.id), job.model_dump_json()),
-        ]
-        verdict, _, _ = await self._write(admission)
-        if verdict != 0:
-            await self._call(self._redis.delete(self._job_key(job.id, "lease"), self._job_key(job.id)))
-            return Admission.TOO_MANY_JOBS if verdict == 1 else Admission.TOO_MANY_IN_SESSION
-        self._tokens[job.id] = token
+        The job's lease, record and indexes go with the next batch; `announce` sends it at
+        once, so that every replica lists the job when this returns (a REST job's id goes to a
+        client that may ask any of them next).
+        """
+        jobs = self._jobs_share
+        jobs.limit = max_jobs
+        session = self._session_share(job.session_id, max_jobs_per_session)
+        try:
+            while not (jobs.has_room and (session is None or session.has_room)):
+                verdict = await self._ask_for_shares(jobs, job.session_id, session)
+                if verdict is not Admission.ADMITTED:
+                    return verdict
+            queue = self._queue()
+            jobs.take()
+            if session is not None:
+                session.take()
+            self._trim(job.session_id)  # jobs that ended while Redis was asked left more than the spare
+        finally:
+            self._forget_if_idle(job.session_id)  # a share made for a job refused
+        token = self._tokens[job.id] = f"{self.runner}:1"  # epoch 1: the first engine to run the job
+        queue.leases[job.id] = token
+        queue.jobs[job.id] = job.model_copy()
+        if announce:
+            try:
+                await self.flush()
+            except StoreError:
+                self._withdraw(job)
+                raise
         return Admission.ADMITTED
+
+    def _session_share(self, session_id: str | None, limit: int) -> Share | None:
+        if session_id is None:
+            return None
+        share = self._session_shares.get(session_id)
+        if share is None:
+            share = self._session_shares[session_id] = Share(limit)
+        share.limit = limit
+        return share
+
+    async def _ask_for_shares(self, jobs: Share, session_id: str | None, session: Share | None) -> Admission:
+        """One round trip (with whatever is queued) for shares with room for one more job."""
+        now = _micros() // 1000
+        keys = [self._index("shares"), self._index("alive")]
+        args: list[str | int] = [self.runner, now, now + self._lease_ms, jobs.needed, jobs.wanted, jobs.limit]
+        if session is not None:
+            keys.append(self._index(f"shares:{session_id}"))
+            args += [session.needed, session.wanted, session.limit, self._open_ttl]
+        shares = [jobs] if session is None else [jobs, session]
+        for share in shares:
+            share.asking += 1
+        try:
+            verdict, *granted = (await self._write([_GRANT.call(keys, *args)]))[0]
+        finally:
+            for share in shares:
+                share.asking -= 1
+        if verdict == 0:
+            for share, slots in zip(shares, granted, strict=False):
+                share.granted = slots
+        return (Admission.ADMITTED, Admission.TOO_MANY_JOBS, Admission.TOO_MANY_IN_SESSION)[verdict]
+
+    def _write_share(self, session_id: str | None, granted: int) -> None:
+        key = self._index("shares" if session_id is None else f"shares:{session_id}")
+        command = ("HSET", key, self.runner, granted) if granted else ("HDEL", key, self.runner)
+        self._queued.commands.append(command)
+        self._wake.set()
+
+    def _forget_if_idle(self, session_id: str | None) -> None:
+        """Give a session's share back once none of its jobs runs here, unless its MCP session lives here."""
+        if session_id is None or session_id in self._local_sessions:
+            return
+        share = self._session_shares.get(session_id)
+        if share is None or share.running:
+            return
+        del self._session_shares[session_id]
+        if share.granted:
+            self._write_share(session_id, 0)
+
+    def _withdraw(self, job: JobRecord) -> None:
+        """Undo an admission whose batch Redis refused (it would be written later, with nobody to run it)."""
+        self._queued.leases.pop(job.id, None)
+        self._queued.jobs.pop(job.id, None)
+        self._tokens.pop(job.id, None)
+        self._give_back(job.session_id)
+
+    def _give_back(self, session_id: str | None) -> None:
+        self._jobs_share.running -= 1
+        share = self._session_shares.get(session_id) if session_id is not None else None
+        if share is not None:
+            share.running -= 1
+        self._trim(session_id)
+        self._forget_if_idle(session_id)
+
+    def _trim(self, session_id: str | None) -> None:
+        trimmed = self._jobs_share.trim()
+        if trimmed is not None:
+            self._write_share(None, trimmed)
+        share = self._session_shares.get(session_id) if session_id is not None else None
+        if share is not None and (trimmed := share.trim()) is not None:
+            self._write_share(session_id, trimmed)
+
+    async def _renew_shares(self) -> None:
+        """Tell the other engines this one lives, else they take its shares; if they did, ask again next time."""
+        if not (self._jobs_share.granted or self._session_shares):
+            return
+        until = _micros() // 1000 + self._lease_ms
+        (added,) = await self._send([("ZADD", self._index("alive"), until, self.runner)])
+        if added:  # taken for gone (stalled longer than a lease): what it held is no longer counted
+            for share in (self._jobs_share, *self._session_shares.values()):
+                share.granted = 0
+
+    def _give_up_shares(self) -> None:
+        """At close: the shares go back to the other engines at once, not when this one's `alive` expires."""
+        if self._jobs_share.granted:
+            self._write_share(None, 0)
+        for session_id, share in self._session_shares.items():
+            if share.granted:
+                self._write_share(session_id, 0)
+        self._session_shares.clear()
+        self._jobs_share = Share(limit=0)
+        self._queued.commands.append(("ZREM", self._index("alive"), self.runner))
 
     async def release(self, job: JobRecord) -> None:
         """The lease goes with the final record (queued); the job's place is free once it is written."""
         token = self._tokens.pop(job.id, None)
         if token is not None:
             self._queue().releases[job.id] = token
+            self._give_back(job.session_id)
 
     async def request_cancel(self, job_id: str) -> None:
         flag = ("SET", self._job_key(job_id, "cancel"), "1", "PX", round(max(self._retention.jobs, 60) * 1000))
@@ -780,6 +917,7 @@ class RedisStorage:
             while True:
                 await anyio.sleep(self._lease_ms / 3000)
                 try:
+                    await self._renew_shares()
                     await self._renew(runner)
                     for job in await self.abandoned_jobs():
                         runner.lost(job)
@@ -834,6 +972,7 @@ class RedisStorage:
 
     def unregister_session(self, session_id: str) -> None:
         self._local_sessions.discard(session_id)
+        self._forget_if_idle(session_id)
         self._queued.commands.append(("DEL", self._session_key(session_id)))
         self._wake.set()
 

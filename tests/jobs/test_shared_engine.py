@@ -7,6 +7,7 @@ follow, cancel and count against the limits.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from uuid import uuid4
@@ -18,7 +19,7 @@ from service.cluster.redis_server import RedisServer
 from service.jobs.engine import JobEngine, JobLimits, TooManyJobs
 from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus
 from service.jobs.sinks import Notification
-from service.stores.base import Retention, job_partition
+from service.stores.base import Admission, Retention, job_partition
 from service.stores.redis import RedisStorage
 
 pytestmark = [pytest.mark.anyio, pytest.mark.in_process]
@@ -124,6 +125,53 @@ async def test_a_finished_job_frees_its_place_at_once_here_and_within_a_flush_el
         await a.run(spec(count=2), origin=JobOrigin.MCP)
         await anyio.sleep(0.05)
         await b.run(spec(count=2), origin=JobOrigin.MCP)
+
+
+async def test_an_engine_asks_redis_only_once_its_share_is_used_up(redis: RedisServer, prefix: str) -> None:
+    """Under `SERVICE_MAX_JOBS=1600` a share keeps 16 slots spare: ten admissions ask once, for 1 + 16."""
+    async with store(redis, prefix, "a") as a:
+        for _ in range(10):
+            job = JobRecord.new(a.new_job_id(), spec(), JobOrigin.MCP, None, None, a.runner)
+            assert await a.admit(job, max_jobs=1600, max_jobs_per_session=100, announce=False) is Admission.ADMITTED
+        await a.flush()
+        assert redis.command("HGET", f"{prefix}:{{jobs}}:shares", a.runner) == "17"
+        listed = await a.list_jobs(status=None, owner=None, limit=100, offset=0)
+        assert len(listed) == 10  # each admission wrote its job with the next batch
+
+
+async def test_the_slots_an_engine_keeps_spare_go_back_when_it_closes(replicas: Replicas) -> None:
+    """Under `SERVICE_MAX_JOBS=16` each engine keeps one slot spare: the cluster's only slack below the limit."""
+    limits = JobLimits(max_jobs=16, max_jobs_per_session=16)
+    async with replicas(1, limits) as (b,):
+        async with replicas(1, limits) as (a,):
+            await a.start(spec(count=100, interval=0.05), origin=JobOrigin.REST)  # holds 1 + 1 spare
+            for _ in range(14):
+                await b.start(spec(count=100, interval=0.05), origin=JobOrigin.REST)
+            with pytest.raises(TooManyJobs, match="SERVICE_MAX_JOBS"):
+                await b.start(spec(), origin=JobOrigin.REST)
+        for _ in range(2):  # a's job and its spare
+            await b.start(spec(count=100, interval=0.05), origin=JobOrigin.REST)
+        with pytest.raises(TooManyJobs, match="SERVICE_MAX_JOBS"):
+            await b.start(spec(), origin=JobOrigin.REST)
+        b.shutdown()
+
+
+async def test_the_shares_of_an_engine_gone_silent_go_to_the_others_after_a_lease(
+    replicas: Replicas, redis: RedisServer, prefix: str
+) -> None:
+    """Its process died: here its share and its entry in `alive`, which nobody renews, as a kill leaves them."""
+    shares, alive = f"{prefix}:{{jobs}}:shares", f"{prefix}:{{jobs}}:alive"
+    until = round((time.time() + LEASE) * 1000)
+    redis.command("HSET", shares, "runner-gone", "3")
+    redis.command("ZADD", alive, str(until), "runner-gone")
+    async with replicas(1) as (survivor,):
+        with pytest.raises(TooManyJobs, match="SERVICE_MAX_JOBS"):
+            await survivor.start(spec(), origin=JobOrigin.REST)
+        await anyio.sleep(LEASE + 0.1)
+        for _ in range(LIMITS.max_jobs):
+            await survivor.start(spec(count=100, interval=0.05), origin=JobOrigin.REST)
+        assert redis.command("HGET", shares, "runner-gone") == ""
+        survivor.shutdown()
 
 
 async def test_an_engine_starting_leaves_the_others_running_jobs_alone(replicas: Replicas) -> None:
