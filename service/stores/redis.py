@@ -782,16 +782,16 @@ class RedisStorage:
         share = self._session_shares.get(session_id)
         if share is None:
             share = self._session_shares[session_id] = Share(limit)
-        share.limit = limit
+        share.limit = limit  # the settings of the engine asking (each admission passes them)
         return share
 
     async def _ask_for_shares(self, jobs: Share, session_id: str | None, session: Share | None) -> Admission:
         """One round trip (with whatever is queued) for shares with room for one more job."""
         now = _micros() // 1000
-        keys = [self._index("shares"), self._index("alive")]
+        keys = [self._shares_key(None), self._index("alive")]
         args: list[str | int] = [self.runner, now, now + self._lease_ms, jobs.needed, jobs.wanted, jobs.limit]
         if session is not None:
-            keys.append(self._index(f"shares:{session_id}"))
+            keys.append(self._shares_key(session_id))
             args += [session.needed, session.wanted, session.limit, self._open_ttl]
         shares = [jobs] if session is None else [jobs, session]
         for share in shares:
@@ -806,8 +806,11 @@ class RedisStorage:
                 share.granted = slots
         return (Admission.ADMITTED, Admission.TOO_MANY_JOBS, Admission.TOO_MANY_IN_SESSION)[verdict]
 
+    def _shares_key(self, session_id: str | None) -> str:
+        return self._index("shares" if session_id is None else f"shares:{session_id}")
+
     def _write_share(self, session_id: str | None, granted: int) -> None:
-        key = self._index("shares" if session_id is None else f"shares:{session_id}")
+        key = self._shares_key(session_id)
         command = ("HSET", key, self.runner, granted) if granted else ("HDEL", key, self.runner)
         self._queued.commands.append(command)
         self._wake.set()
@@ -835,8 +838,8 @@ class RedisStorage:
         share = self._session_shares.get(session_id) if session_id is not None else None
         if share is not None:
             share.running -= 1
-        self._trim(session_id)
         self._forget_if_idle(session_id)
+        self._trim(session_id)
 
     def _trim(self, session_id: str | None) -> None:
         trimmed = self._jobs_share.trim()
@@ -845,16 +848,6 @@ class RedisStorage:
         share = self._session_shares.get(session_id) if session_id is not None else None
         if share is not None and (trimmed := share.trim()) is not None:
             self._write_share(session_id, trimmed)
-
-    async def _renew_shares(self) -> None:
-        """Tell the other engines this one lives, else they take its shares; if they did, ask again next time."""
-        if not (self._jobs_share.granted or self._session_shares):
-            return
-        until = _micros() // 1000 + self._lease_ms
-        (added,) = await self._send([("ZADD", self._index("alive"), until, self.runner)])
-        if added:  # taken for gone (stalled longer than a lease): what it held is no longer counted
-            for share in (self._jobs_share, *self._session_shares.values()):
-                share.granted = 0
 
     def _give_up_shares(self) -> None:
         """At close: the shares go back to the other engines at once, not when this one's `alive` expires."""
@@ -917,7 +910,6 @@ class RedisStorage:
             while True:
                 await anyio.sleep(self._lease_ms / 3000)
                 try:
-                    await self._renew_shares()
                     await self._renew(runner)
                     for job in await self.abandoned_jobs():
                         runner.lost(job)
@@ -925,12 +917,20 @@ class RedisStorage:
                     logger.warning("Redis store: lease renewal failed: %s", exc)
 
     async def _renew(self, runner: Runner) -> None:
+        """The running jobs' leases and, if it holds shares, this engine's entry in `alive`: one round trip."""
         ids = [job_id for job_id in runner.running_job_ids() if job_id in self._tokens]
-        if not ids:
+        holds_shares = bool(self._jobs_share.granted or self._session_shares)
+        if not (ids or holds_shares):
             return
         keys = {job_id: [self._job_key(job_id, "lease"), self._job_key(job_id, "cancel")] for job_id in ids}
-        commands = [_RENEW.call(keys[job_id], self._tokens[job_id], self._lease_ms) for job_id in ids]
-        for job_id, verdict in zip(ids, await self._send(commands), strict=True):
+        commands: list[Command] = [_RENEW.call(keys[job_id], self._tokens[job_id], self._lease_ms) for job_id in ids]
+        if holds_shares:
+            commands.append(("ZADD", self._index("alive"), _micros() // 1000 + self._lease_ms, self.runner))
+        verdicts = await self._send(commands)
+        if holds_shares and verdicts.pop():  # added: taken for gone (stalled past a lease), its shares dropped
+            for share in (self._jobs_share, *self._session_shares.values()):
+                share.granted = 0
+        for job_id, verdict in zip(ids, verdicts, strict=True):
             if verdict == 2:
                 runner.stop(job_id, JobStatus.CANCELLED)
             elif verdict == 0:
