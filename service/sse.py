@@ -17,16 +17,13 @@ from typing import Final, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
-from starlette.types import Message, Send
+from starlette.types import Send
 
-__all__ = ["BATCH_LIMIT", "HEADERS", "OPENING_WINDOW", "PING", "Stream", "frame", "next_message", "take_ready"]
+__all__ = ["BATCH_LIMIT", "HEADERS", "PING", "frame", "next_message", "start", "take_ready", "write"]
 
 # Proxies close connections that stay silent: a comment line every so often keeps a stream
 # open while a job waits between notifications.
 PING: Final = b": ping\r\n\r\n"
-# How long a response may hold back its headers and priming event for a first message to send them with:
-# long enough for a call that answers at once, short enough that a long call's client has them at once.
-OPENING_WINDOW: Final = 0.02
 # Messages that are already waiting go out in one write (one syscall, one pass through the
 # ASGI middleware), up to this many.
 BATCH_LIMIT: Final = 64
@@ -59,45 +56,15 @@ def frame(data: str, *, event_id: str | None = None, event: str | None = "messag
     return "".join(parts).encode()
 
 
-class Stream:
-    """An SSE response on ASGI `send` whose start waits for its first write.
+async def start(send: Send, headers: Sequence[tuple[bytes, bytes]] = (), first: bytes = b"") -> None:
+    """Start an SSE response on `send`: its headers (the common ones, then `headers`), then `first` if any."""
+    await send({"type": "http.response.start", "status": 200, "headers": [*_RAW_HEADERS, *headers]})
+    if first:
+        await write(send, first)
 
-    The headers and the first bytes (a priming event) then go out with the first events,
-    which saves a trip down the ASGI stack and a socket write per response: a tool call
-    that answers at once is written in two sends (its start, then everything else) instead of three.
-    """
 
-    __slots__ = ("_first", "_send", "_start")
-
-    def __init__(self, send: Send, headers: Sequence[tuple[bytes, bytes]] = (), first: bytes = b"") -> None:
-        self._send = send
-        self._start: Message | None = {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [*_RAW_HEADERS, *headers],
-        }
-        self._first = first
-
-    @property
-    def started(self) -> bool:
-        return self._start is None
-
-    async def write(self, body: bytes, *, more: bool = True) -> None:
-        if self._start is not None:
-            body = await self._begin() + body
-        await self._send({"type": "http.response.body", "body": body, "more_body": more})
-
-    async def flush(self) -> None:
-        """Start the response now, if it has not started."""
-        if self._start is not None and (first := await self._begin()):
-            await self._send({"type": "http.response.body", "body": first, "more_body": True})
-
-    async def _begin(self) -> bytes:
-        """Send the start; the bytes to send first."""
-        assert self._start is not None
-        start, self._start = self._start, None
-        await self._send(start)
-        return self._first
+async def write(send: Send, body: bytes, *, more: bool = True) -> None:
+    await send({"type": "http.response.body", "body": body, "more_body": more})
 
 
 def take_ready(queue: MemoryObjectReceiveStream[T], batch: list[T]) -> bool:
@@ -112,10 +79,9 @@ def take_ready(queue: MemoryObjectReceiveStream[T], batch: list[T]) -> bool:
     return True
 
 
-async def next_message(queue: MemoryObjectReceiveStream[T], stream: Stream, *, ping_interval: float) -> T:
+async def next_message(queue: MemoryObjectReceiveStream[T], send: Send, *, ping_interval: float) -> T:
     """The stream's next message, pinging the client while there is none.
 
-    A response not started yet waits `OPENING_WINDOW` at most for a message to start with.
     Raises `anyio.EndOfStream` or `anyio.ClosedResourceError` once the stream is closed.
     """
     while True:
@@ -123,6 +89,6 @@ async def next_message(queue: MemoryObjectReceiveStream[T], stream: Stream, *, p
             return queue.receive_nowait()  # the common case: no timer, no cancel scope
         except anyio.WouldBlock:
             pass
-        with anyio.move_on_after(ping_interval if stream.started else OPENING_WINDOW):
+        with anyio.move_on_after(ping_interval):
             return await queue.receive()
-        await (stream.write(PING) if stream.started else stream.flush())
+        await write(send, PING)

@@ -66,6 +66,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from typing_extensions import override
 
+from service import sse
 from service.mcp.event_store import json_of
 from service.mcp.resumable import FINAL, ResumableTransport
 
@@ -196,14 +197,14 @@ class FastTransport(ResumableTransport):
             return
         RequestStream(self, stream_id).attach(request)
         with self._own_stream(stream_id) as queue:
-            stream = self._open_stream(send, priming)
+            await self._start_stream(send, priming)
             try:
                 await self._read_stream_writer.send(self._create_session_message(message, request, stream_id, version))
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 logger.debug("session closed while request %s was dispatched", stream_id)
-                await stream.write(b"", more=False)
+                await sse.write(send, b"", more=False)
                 return
-            await self._write_live(queue, stream, after=0)
+            await self._write_live(queue, send, after=0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,8 +152,8 @@ class ResumableTransport(StreamableHTTPServerTransport):
         """Answer a POST whose body is `body` (parsed, or None if it is not JSON): the SDK's way."""
         await super()._handle_post_request(scope, request, receive, send)  # starlette caches the body it read
 
-    def _open_stream(self, send: Send, priming: SSEEvent | None = None) -> sse.Stream:
-        """An SSE response with the session's id, to start with the priming event if there is one.
+    async def _start_stream(self, send: Send, priming: SSEEvent | None = None) -> None:
+        """Start an SSE response with the session's id, and the priming event if there is one.
 
         The priming event (the SDK's) carries only an id, and the retry interval, for the
         client to resume from should the connection drop before anything else is sent.
@@ -162,7 +162,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
         first = (
             b"" if priming is None else sse.frame("", event_id=priming["id"], event=None, retry=priming.get("retry"))
         )
-        return sse.Stream(send, headers, first)
+        await sse.start(send, headers, first)
 
     @contextmanager
     def _own_stream(self, stream_id: StreamId) -> Iterator[MemoryObjectReceiveStream[EventMessage]]:
@@ -181,12 +181,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
             self._release(stream_id, released)
 
     async def _write_live(
-        self,
-        queue: MemoryObjectReceiveStream[EventMessage],
-        stream: sse.Stream,
-        *,
-        after: int,
-        until_response: bool = True,
+        self, queue: MemoryObjectReceiveStream[EventMessage], send: Send, *, after: int, until_response: bool = True
     ) -> None:
         """Write the stream's messages as they come (batching those already waiting), then end the response.
 
@@ -197,7 +192,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
         try:
             is_open = True
             while is_open:
-                batch = [await sse.next_message(queue, stream, ping_interval=self._ping_interval)]
+                batch = [await sse.next_message(queue, send, ping_interval=self._ping_interval)]
                 is_open = sse.take_ready(queue, batch)
                 frames = []
                 for event in batch:
@@ -205,14 +200,14 @@ class ResumableTransport(StreamableHTTPServerTransport):
                         continue  # already replayed from the store
                     frames.append(sse.frame(json_of(event), event_id=event.event_id))
                     if until_response and isinstance(event.message, FINAL):
-                        await stream.write(b"".join(frames), more=False)
+                        await sse.write(send, b"".join(frames), more=False)
                         return
                 if frames:
-                    await stream.write(b"".join(frames))
+                    await sse.write(send, b"".join(frames))
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             pass
         logger.debug("stream closed")
-        await stream.write(b"", more=False)
+        await sse.write(send, b"", more=False)
 
     # GET: the standalone stream, or a resumed one.
 
@@ -251,12 +246,12 @@ class ResumableTransport(StreamableHTTPServerTransport):
         replay, the queue, or both; the queue's copies of replayed events are skipped by id.
         """
         with self._own_stream(stream_id) as queue:
-            stream = self._open_stream(send)
-            after, answered = await self._replay(stream_id, stream, after=after)
+            await self._start_stream(send)
+            after, answered = await self._replay(stream_id, send, after=after)
             if not answered:
-                await self._write_live(queue, stream, after=after)
+                await self._write_live(queue, send, after=after)
 
-    async def _replay(self, stream_id: StreamId, stream: sse.Stream, *, after: int) -> tuple[int, bool]:
+    async def _replay(self, stream_id: StreamId, send: Send, *, after: int) -> tuple[int, bool]:
         """Send the stream's stored events after `after`, in one write.
 
         Returns the last id sent, and whether the response was among them (the HTTP
@@ -272,11 +267,11 @@ class ResumableTransport(StreamableHTTPServerTransport):
             # request's events then follow the response on the same stream.
             if stream_id != GET_STREAM_KEY and _is_response(event):
                 self._on_replay(len(frames))
-                await stream.write(b"".join(frames), more=False)
+                await sse.write(send, b"".join(frames), more=False)
                 return after, True
         self._on_replay(len(frames))
         if frames:
-            await stream.write(b"".join(frames))
+            await sse.write(send, b"".join(frames))
         return after, False
 
     async def _validate_get(self, request: Request, send: Send) -> bool:
@@ -324,15 +319,14 @@ class ResumableTransport(StreamableHTTPServerTransport):
             if priming is not None and priming["id"]:
                 resume = int(priming["id"])
         with self._own_stream(stream_id) as queue:
-            stream = self._open_stream(send, priming)
+            await self._start_stream(send, priming)
             # Writing to a client that has gone does not fail: its disconnect is what ends the stream.
             async with anyio.create_task_group() as watch:
                 watch.start_soon(_cancel_on_disconnect, request.receive, watch.cancel_scope)
                 after = 0
                 if resume is not None:
-                    after, _ = await self._replay(stream_id, stream, after=resume)
-                await stream.flush()  # a GET stream's headers go at once: its client waits for them
-                await self._write_live(queue, stream, after=after, until_response=False)
+                    after, _ = await self._replay(stream_id, send, after=resume)
+                await self._write_live(queue, send, after=after, until_response=False)
                 watch.cancel_scope.cancel()
 
     def _release(self, stream_id: StreamId, released: anyio.Event) -> None:
