@@ -6,11 +6,13 @@ a random point, lets the client resume with `Last-Event-ID`, and reports what ar
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import uuid4
 
 import anyio
 import httpx
@@ -126,7 +128,7 @@ async def typescript_auto(port: int, count: int, *, server_notices: bool, rng: r
     """The TypeScript SDK client reconnects by itself. It runs in its own process, so the cut is timed
     by the job's progress as the REST API reports it."""
     cut_at = rng.randint(1, count - 1)
-    caller = f"ts-auto-{rng.random()}"
+    caller = f"ts-auto-{uuid4().hex}"  # its own: an earlier run's job with the same caller would set off the cut
     async with cutting_proxy(port) as proxy, anyio.create_task_group() as tg:
         config = {"url": proxy.url, "tool": TOOL_NAME, "arguments": arguments(count, caller)}
 
@@ -144,7 +146,7 @@ async def typescript_auto(port: int, count: int, *, server_notices: bool, rng: r
         tg.cancel_scope.cancel()
     result = out.get("result") or {}
     ok = not result.get("isError", True) and (result.get("structuredContent") or {}).get("sent") == count
-    return Outcome(count, out.get("logs", []), ok, proxy.cuts, out.get("error", ""))
+    return Outcome(count, out.get("logs", []), ok, proxy.cuts, out.get("error") or json.dumps(result))
 
 
 async def typescript_explicit(port: int, count: int, *, delay: float, rng: random.Random) -> Outcome:

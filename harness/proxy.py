@@ -23,6 +23,7 @@ class CuttingProxy:
         self.target_port = target_port
         self.port = 0
         self.cuts = 0
+        """How many `cut`s found a connection open to drop."""
         self.refuse = False
         """While True, new connections are closed at once (the network is still down)."""
         self._links: set[_Link] = set()
@@ -36,7 +37,7 @@ class CuttingProxy:
     def cut(self, *, server_notices: bool = True) -> None:
         """Drop every open connection. With `server_notices=False` the server's side is left open and
         silent, as when a client vanishes without a FIN: the server still thinks it is connected."""
-        self.cuts += 1
+        self.cuts += bool(self._links)
         for link in list(self._links):
             self._links.discard(link)
             link.keep_upstream = not server_notices

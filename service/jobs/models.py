@@ -237,7 +237,11 @@ class JobRecord(BaseModel):
         if self.status is JobStatus.CANCELLED:
             return f"Cancelled after {sent} to {self.caller} (job {self.id})."
         if self.status is JobStatus.INTERRUPTED:
-            return f"Interrupted by a service shutdown after {sent} to {self.caller} (job {self.id})."
+            # A shutdown, or a lease lost: an engine that stalled past it, or died, and another replica reaped the job.
+            return (
+                f"Interrupted after {sent} to {self.caller}: the service running it stopped "
+                f"or lost its lease (job {self.id})."
+            )
         if self.status is JobStatus.FAILED:
             return f"Failed after {sent} to {self.caller}: {self.error} (job {self.id})."
         return f"Job {self.id} is {self.status.value}: {sent} so far."

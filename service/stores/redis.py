@@ -926,7 +926,9 @@ class RedisStorage:
         commands: list[Command] = [_RENEW.call(keys[job_id], self._tokens[job_id], self._lease_ms) for job_id in ids]
         if holds_shares:
             commands.append(("ZADD", self._index("alive"), _micros() // 1000 + self._lease_ms, self.runner))
-        verdicts = await self._send(commands)
+        # With the queued writes, ahead of the renewals: a job admitted since the last flush has its
+        # lease only in the queue (`admit` without `announce`), and a renewal sent alone would find none.
+        verdicts = await self._write(commands)
         if holds_shares and verdicts.pop():  # added: taken for gone (stalled past a lease), its shares dropped
             for share in (self._jobs_share, *self._session_shares.values()):
                 share.granted = 0
