@@ -37,7 +37,8 @@ class CuttingProxy:
     def cut(self, *, server_notices: bool = True) -> None:
         """Drop every open connection. With `server_notices=False` the server's side is left open and
         silent, as when a client vanishes without a FIN: the server still thinks it is connected."""
-        self.cuts += bool(self._links)
+        if self._links:
+            self.cuts += 1
         for link in list(self._links):
             self._links.discard(link)
             link.keep_upstream = not server_notices

@@ -492,7 +492,8 @@ class RedisStorage:
 
     async def _write(self, extra: Sequence[Command] = ()) -> list[Any]:
         """Send the queued writes, then the `extra` commands, in one pipeline; return what `extra` answered.
-        A caller that must ask Redis something anyway (`admit`) takes the queue along: one round trip."""
+        A caller that must ask Redis something anyway (`admit`, `_renew`) takes the queue along: one round
+        trip, and its commands see every write queued before them (a lease queued by `admit`, say)."""
         async with self._flush_lock:
             batch, self._queued = self._queued, _Queued()
             if not batch and not extra:
@@ -926,8 +927,7 @@ class RedisStorage:
         commands: list[Command] = [_RENEW.call(keys[job_id], self._tokens[job_id], self._lease_ms) for job_id in ids]
         if holds_shares:
             commands.append(("ZADD", self._index("alive"), _micros() // 1000 + self._lease_ms, self.runner))
-        # With the queued writes, ahead of the renewals: a job admitted since the last flush has its
-        # lease only in the queue (`admit` without `announce`), and a renewal sent alone would find none.
+        # Behind the queued writes: a job admitted since the last flush has its lease only in the queue.
         verdicts = await self._write(commands)
         if holds_shares and verdicts.pop():  # added: taken for gone (stalled past a lease), its shares dropped
             for share in (self._jobs_share, *self._session_shares.values()):
