@@ -85,6 +85,7 @@ class Settings(BaseSettings):
     sqlite_path: Path = Path("data/service.db")
     sqlite_flush_interval: Annotated[float, Field(gt=0, le=5)] = 0.05
     event_retention: Annotated[float, Field(ge=0)] = 3600.0
+    stream_retention: Annotated[float, Field(ge=0)] = 300.0
     job_retention: Annotated[float, Field(ge=0)] = 86400.0
     max_stored_jobs: Annotated[int, Field(ge=0)] = 100_000
     max_events_per_session: Annotated[int, Field(ge=100)] = 100_000

@@ -5,6 +5,11 @@ The SDK hands `store_event` a stream id such as `"0"` (the first request's id) o
 alone, so two sessions replay each other's notifications. Here each session gets its own
 instance, whose events live in the log partition `mcp:<session id>`, and a `Last-Event-ID`
 is only ever looked up inside that partition.
+
+A session may live for hours, so it does not keep its streams for as long: a request's stream
+is ended in the log once its response is stored, and the standalone GET stream, which never
+ends while its session lives, after every event. Their events then stay resumable for
+`SERVICE_STREAM_RETENTION` seconds (`service.stores.base`).
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
-from mcp_types import JSONRPCMessage, jsonrpc_message_adapter
+from mcp.server.streamable_http import GET_STREAM_KEY, EventCallback, EventId, EventMessage, EventStore, StreamId
+from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCResponse, jsonrpc_message_adapter
 from typing_extensions import override
 
 from service.stores.base import EventLog, StoredEvent, StoreError, parse_event_id
@@ -47,7 +52,8 @@ class SessionEventStore(EventStore):
         """
         if text is None:
             text = message.model_dump_json(by_alias=True, exclude_unset=True)
-        return StoredMessage(message, await self._append(stream_id, text.encode()), text)
+        final = isinstance(message, JSONRPCResponse | JSONRPCError)
+        return StoredMessage(message, await self._append(stream_id, text.encode(), final=final), text)
 
     @override
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
@@ -56,8 +62,10 @@ class SessionEventStore(EventStore):
             return (await self.store(stream_id, message)).event_id or ""
         return await self._append(stream_id, None)
 
-    async def _append(self, stream_id: StreamId, data: bytes | None) -> EventId:
+    async def _append(self, stream_id: StreamId, data: bytes | None, *, final: bool = False) -> EventId:
         """The new event's id; if the store fails, say so and return "" (no id).
+
+        `final`: the event is its request's response, which ends the stream.
 
         The transport awaits this for every message the session sends, and an exception
         there would hang every call of the session. An event without an id is delivered live
@@ -65,7 +73,10 @@ class SessionEventStore(EventStore):
         ends with an error that says why.
         """
         try:
-            return str(await self._log.append(self.partition, stream_id, data))
+            event_id = await self._log.append(self.partition, stream_id, data)
+            if final or stream_id == GET_STREAM_KEY:
+                await self._log.end_stream(self.partition, stream_id)
+            return str(event_id)
         except StoreError as exc:
             logger.error("event store failed, sending without an event id: %s", exc)
             return ""

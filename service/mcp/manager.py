@@ -27,6 +27,7 @@ from typing_extensions import override
 from service.jobs.sinks import Notification, Sink
 from service.mcp import fast_path as speed_layer
 from service.mcp.event_store import SessionEventStore, session_partition
+from service.mcp.keepalive import set_modern_ping_interval
 from service.mcp.resumable import ResumableTransport
 from service.mcp.sinks import RelayedSessionSink, SessionStreamSink
 from service.stores.base import EventLog, SessionRelay
@@ -63,6 +64,7 @@ class SessionManager(StreamableHTTPSessionManager):
         self._relay = relay
         self._id_prefix = f"{replica}." if replica else ""
         self._ping_interval = ping_interval
+        set_modern_ping_interval(ping_interval)
         self._on_replay = on_replay
         self._transport_class = speed_layer.FastTransport if fast_path else ResumableTransport
         # Each live session's principal (None without authentication). Our own record: on

@@ -36,6 +36,7 @@ def create_stores(settings: Settings, *, runner_id: str = "", replica: str = "")
     """The configured store; on Redis, `replica` names this process to the others, `runner_id` its engine."""
     retention = Retention(
         events=settings.event_retention,
+        streams=settings.stream_retention,
         jobs=settings.job_retention,
         max_jobs=settings.max_stored_jobs or None,
     )

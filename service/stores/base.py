@@ -10,8 +10,11 @@ neither read nor guess its way into another's events. A partition has one writer
 the process that holds the session, or the engine that runs the job.
 
 What is kept, and for how long (`Retention`), is part of the contract:
-- a session's events while it lives and `events` seconds after `end_partition`; a session left
-  open by a crash counts as ended when the store is next opened;
+- a stream's events until `streams` seconds after `end_stream` (a request's stream once it has
+  sent its response; the session's standalone stream after every event, so it is bounded by
+  age), whether or not its session lives on;
+- a session's events that no end reached while it lives and `events` seconds after
+  `end_partition`; a session left open by a crash counts as ended when the store is next opened;
 - at most `max_events_per_partition` events per partition, the oldest going first;
 - a finished job and its log for `jobs` seconds after it finished, and at most `max_jobs`
   finished jobs, the oldest finished going first. A job that is still pending or running is
@@ -75,6 +78,8 @@ class Retention:
 
     events: float = 3600.0
     """Seconds an ended session's events are kept."""
+    streams: float = 300.0
+    """Seconds an ended stream's events are kept, though its session lives on."""
     jobs: float = 86400.0
     """Seconds a finished job and its log are kept."""
     max_jobs: int | None = None
@@ -121,6 +126,14 @@ class EventLog(Protocol):
 
     async def read(self, partition: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
         """Every event of `stream` with an id greater than `after`, in order."""
+        ...
+
+    async def end_stream(self, partition: str, stream: str) -> None:
+        """Every event of `stream` appended so far is kept for `Retention.streams` seconds more, then dropped.
+
+        Events appended to the same stream later are not: a later end covers them (a client
+        may reuse a finished request's id; the standalone stream is ended after every event).
+        """
         ...
 
     async def end_partition(self, partition: str) -> None:

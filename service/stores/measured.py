@@ -19,10 +19,10 @@ __all__ = ["MeasuredStorage"]
 T = TypeVar("T")
 
 TIMED = ("stream_of", "read", "get_job", "delete_job", "was_purged", "list_jobs", "unfinished_jobs", "purge", "stats")
-"""The calls that wait for the backend. The writes (`append`, `save_job`, `seal`, `end_partition`) are
+"""The calls that wait for the backend. The writes (`append`, `save_job`, `seal`, `end_stream`, `end_partition`) are
 queued by the SQLite and Redis stores and written behind, in batches: timing them would time a
 queue, on the hot path (several per tool call); their failures are counted."""
-QUEUED = ("append", "save_job", "seal", "end_partition")
+QUEUED = ("append", "save_job", "seal", "end_stream", "end_partition")
 
 
 class MeasuredStorage:
@@ -69,6 +69,9 @@ class MeasuredStorage:
 
     async def read(self, partition: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
         return await self._measure("read", self._storage.read(partition, stream, after))
+
+    async def end_stream(self, partition: str, stream: str) -> None:
+        await self._queued("end_stream", self._storage.end_stream(partition, stream))
 
     async def end_partition(self, partition: str) -> None:
         await self._queued("end_partition", self._storage.end_partition(partition))

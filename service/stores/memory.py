@@ -6,6 +6,7 @@ at a time (each call does a bounded amount), so memory stays flat under a steady
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import time
 from bisect import bisect_left, bisect_right
@@ -16,6 +17,7 @@ from typing import Self
 
 from service.jobs.models import JobRecord, JobStatus, new_job_id
 from service.stores.base import Retention, StoredEvent, StoreStats, job_partition
+from service.stores.stream_ends import OpenStreams, StreamEnd
 
 __all__ = ["MemoryStorage"]
 
@@ -23,28 +25,80 @@ PURGE_STEP = 16
 """Expired things dropped at most per call that adds one: more than it adds, so the purge keeps up."""
 
 
-class _PartitionLog:
-    """One partition's events in id order, in parallel lists; evicted entries sit before `start`."""
+class _StreamLog:
+    """One stream's events in id order, in parallel lists; dropped entries sit before `start`."""
 
-    __slots__ = ("data", "ids", "size", "start", "streams")
+    __slots__ = ("data", "ids", "start")
 
     def __init__(self) -> None:
         self.ids: list[int] = []
-        self.streams: list[str] = []
         self.data: list[bytes | None] = []
         self.start = 0
-        self.size = 0
-        """Payload bytes held."""
 
     def __len__(self) -> int:
         return len(self.ids) - self.start
 
-    def evict_oldest(self) -> None:
-        self.size -= len(self.data[self.start] or b"")
+    def drop_first(self) -> int:
+        """Drop the oldest event; return its payload's size."""
+        size = len(self.data[self.start] or b"")
         self.start += 1
         if self.start > 1024 and self.start * 2 > len(self.ids):
-            del self.ids[: self.start], self.streams[: self.start], self.data[: self.start]
+            del self.ids[: self.start], self.data[: self.start]
             self.start = 0
+        return size
+
+
+class _PartitionLog:
+    """One partition's streams, and which is oldest (for the cap), found in O(log streams)."""
+
+    __slots__ = ("count", "oldest", "size", "streams")
+
+    def __init__(self) -> None:
+        self.streams: dict[str, _StreamLog] = {}
+        self.oldest: list[tuple[int, str]] = []
+        """A heap of (first id, stream); an entry whose stream no longer starts there is skipped."""
+        self.count = 0
+        self.size = 0
+        """Payload bytes held."""
+
+    def append(self, stream: str, event_id: int, data: bytes | None) -> None:
+        log = self.streams.get(stream)
+        if log is None:
+            log = self.streams[stream] = _StreamLog()
+            heapq.heappush(self.oldest, (event_id, stream))
+            if len(self.oldest) > 2 * len(self.streams) + 16:  # many streams dropped since: forget their entries
+                self.oldest = [(s.ids[s.start], name) for name, s in self.streams.items() if len(s)]
+                heapq.heapify(self.oldest)
+        log.ids.append(event_id)
+        log.data.append(data)
+        self.count += 1
+        self.size += len(data or b"")
+
+    def evict_oldest(self) -> None:
+        while self.oldest:
+            first, stream = heapq.heappop(self.oldest)
+            log = self.streams.get(stream)
+            if log is None or not len(log) or log.ids[log.start] != first:
+                continue
+            self._drop(stream, log)
+            if len(log):
+                heapq.heappush(self.oldest, (log.ids[log.start], stream))
+            return
+
+    def drop_through(self, stream: str, last: int) -> int:
+        """Drop the stream's events up to id `last`; return how many went."""
+        log = self.streams.get(stream)
+        dropped = 0
+        while log is not None and len(log) and log.ids[log.start] <= last:
+            self._drop(stream, log)
+            dropped += 1
+        return dropped
+
+    def _drop(self, stream: str, log: _StreamLog) -> None:
+        self.size -= log.drop_first()
+        self.count -= 1
+        if not len(log):
+            del self.streams[stream]
 
 
 class MemoryStorage:
@@ -56,6 +110,8 @@ class MemoryStorage:
         self._ids = itertools.count(1)
         self._partitions: dict[str, _PartitionLog] = {}
         self._ended: deque[tuple[float, str]] = deque()
+        self._open_streams = OpenStreams()
+        self._stream_ends: deque[StreamEnd] = deque()
         self._jobs: dict[str, JobRecord] = {}
         self._finished: OrderedDict[str, float] = OrderedDict()
         """Finished jobs in the order they finished, with the time they expire."""
@@ -78,13 +134,11 @@ class MemoryStorage:
         if log is None:
             log = self._partitions[partition] = _PartitionLog()
         event_id = next(self._ids)
-        log.ids.append(event_id)
-        log.streams.append(stream)
-        log.data.append(data)
-        log.size += len(data or b"")
+        log.append(stream, event_id, data)
+        self._open_streams.appended(partition, stream, event_id)
         self._events += 1
         self._bytes += len(data or b"")
-        if len(log) > self._max_events:
+        if log.count > self._max_events:
             size = log.size
             log.evict_oldest()
             self._events -= 1
@@ -95,25 +149,36 @@ class MemoryStorage:
         log = self._partitions.get(partition)
         if log is None:
             return None
-        i = bisect_left(log.ids, event_id, lo=log.start)
-        if i < len(log.ids) and log.ids[i] == event_id:
-            return log.streams[i]
+        for stream, events in log.streams.items():
+            if events.ids[events.start] <= event_id <= events.ids[-1]:
+                i = bisect_left(events.ids, event_id, lo=events.start)
+                if events.ids[i] == event_id:
+                    return stream
         return None
 
     async def read(self, partition: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
         log = self._partitions.get(partition)
-        if log is None:
+        events = None if log is None else log.streams.get(stream)
+        if events is None:
             return []
-        first = bisect_right(log.ids, after, lo=log.start)
-        return [StoredEvent(log.ids[i], log.data[i]) for i in range(first, len(log.ids)) if log.streams[i] == stream]
+        first = bisect_right(events.ids, after, lo=events.start)
+        return [StoredEvent(events.ids[i], events.data[i]) for i in range(first, len(events.ids))]
+
+    async def end_stream(self, partition: str, stream: str) -> None:
+        now = time.monotonic()
+        end = self._open_streams.end(partition, stream, now + self._retention.streams)
+        if end is not None and not (self._stream_ends and self._stream_ends[-1].absorb(end)):
+            self._stream_ends.append(end)
+        self._purge_step(now, PURGE_STEP)
 
     async def end_partition(self, partition: str) -> None:
         now = time.monotonic()
+        self._open_streams.forget(partition)
         self._ended.append((now + self._retention.events, partition))
         self._purge_step(now, PURGE_STEP)
 
     async def seal(self, partition: str) -> None:
-        return None  # nothing is kept about a partition besides its events
+        self._open_streams.forget(partition)
 
     # JobStore
 
@@ -177,6 +242,10 @@ class MemoryStorage:
         while budget != 0 and ended and ended[0][0] <= now:
             removed += self._drop_scope(ended.popleft()[1])
             budget -= 1
+        stream_ends = self._stream_ends
+        while budget != 0 and stream_ends and stream_ends[0].expires <= now:
+            removed += self._drop_stream(stream_ends.popleft())
+            budget -= 1
         while budget != 0 and finished:
             job_id, expires = next(iter(finished.items()))
             if expires > now and (cap is None or len(finished) <= cap):
@@ -192,10 +261,22 @@ class MemoryStorage:
         self._purged_through = max(self._purged_through, job_id)
         return 1 + self._drop_scope(job_partition(job_id))
 
+    def _drop_stream(self, end: StreamEnd) -> int:
+        log = self._partitions.get(end.partition)
+        if log is None:
+            return 0
+        size = log.size
+        dropped = log.drop_through(end.stream, end.last)
+        self._events -= dropped
+        self._bytes -= size - log.size
+        if not log.count:
+            del self._partitions[end.partition]
+        return dropped
+
     def _drop_scope(self, partition: str) -> int:
         log = self._partitions.pop(partition, None)
         if log is None:
             return 0
-        self._events -= len(log)
+        self._events -= log.count
         self._bytes -= log.size
-        return len(log)
+        return log.count

@@ -4,6 +4,7 @@ Keys (`<p>` is `SERVICE_REDIS_PREFIX`). What one job or one partition owns share
 tag, so every script below touches one slot and works on Redis Cluster too:
 
     <p>:ev:{<partition>}       stream: the partition's events, id `<event id>-0`, fields s (stream), d (data)
+    <p>:ends:{<partition>}     sorted set: a session's ended streams, `<from> <last id> <stream>` by expiry (ms)
     <p>:job:{job:<id>}         string: the job's record (JSON)
     <p>:lease:{job:<id>}       string: `<runner>:<epoch>` of the engine that runs it, expiring unless renewed
     <p>:cancel:{job:<id>}      string: someone asked for the job to stop
@@ -32,10 +33,13 @@ its lease: the append script checks, in the same step, that the writer still hol
 
 Retention: a session's stream expires `Retention.events` seconds after its last append
 (every append renews it, and `end_partition` sets it), and is trimmed to
-`max_events_per_partition` on every append. Finished jobs go in the purge, which every
-replica runs once a second: one script claims a batch of expired (or over the cap) ids in
-`{jobs}`, then each job's keys are deleted in its own slot. Records and logs also carry a
-late expiry of their own, in case a purge never reaches them.
+`max_events_per_partition` on every append. An ended stream of a live session is recorded in
+the same script as the events it follows, with its expiry; the writer drops its events when
+that comes (`_DROP_ENDED`, in bounded steps), reading only its ids' range of the partition.
+Finished jobs go in the purge, which every replica runs once a second: one script claims a
+batch of expired (or over the cap) ids in `{jobs}`, then each job's keys are deleted in its
+own slot. Records and logs also carry a late expiry of their own, in case a purge never
+reaches them.
 
 Replication in Redis is asynchronous: a write acknowledged by a master can be lost if that
 master fails before a replica has it. Run Redis with persistence and replicas for durability;
@@ -73,6 +77,7 @@ from service.stores.base import (
 )
 from service.stores.redis_wire import Command, PipelineWire, RespWire, Wire
 from service.stores.shares import Share
+from service.stores.stream_ends import OpenStreams, StreamEnd
 
 __all__ = ["RedisStorage"]
 
@@ -82,6 +87,8 @@ Client = aioredis.Redis | RedisCluster
 
 PURGE_INTERVAL = 1.0
 PURGE_BATCH = 256
+DROP_BUDGET = 1024
+"""Events of ended streams one `_DROP_ENDED` reads at most: Redis serves nothing else while a script runs."""
 SEAL = ""
 """The stream name of the entry `seal` writes: no reader's stream, but it wakes a follower."""
 RELAY_BACKLOG = 100_000
@@ -102,14 +109,17 @@ class _Script:
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
-# KEYS[1] the partition's stream; KEYS[2], for a job's log, its lease.
-# ARGV: maxlen, ttl ms (0: leave the expiry alone), lease token; then id, stream, has data, data per event.
+# KEYS[1] the partition's stream; KEYS[2], for a job's log, its lease, for a session, its stream ends.
+# ARGV: maxlen, ttl ms (0: leave the expiry alone), lease token ('': none), number of ends;
+# then expiry (ms) and member per end; then id, stream, has data, data per event.
 _APPEND = _Script("""
-if #KEYS == 2 and redis.call('GET', KEYS[2]) ~= ARGV[3] then
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
   return redis.error_reply('FENCED this engine no longer holds the lease of the job')
 end
+local first = 5 + 2 * tonumber(ARGV[4])
+for i = 5, first - 1, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
 local written = 0
-for i = 4, #ARGV, 4 do
+for i = first, #ARGV, 4 do
   local r
   if ARGV[i + 2] == '1' then
     r = redis.pcall('XADD', KEYS[1], 'MAXLEN', ARGV[1], ARGV[i] .. '-0', 's', ARGV[i + 1], 'd', ARGV[i + 3])
@@ -122,8 +132,39 @@ for i = 4, #ARGV, 4 do
     written = written + 1
   end
 end
-if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if ARGV[2] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if #KEYS == 2 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+end
 return written
+""")
+
+# KEYS: a session's stream, its stream ends. ARGV: now (ms), entries to read at most.
+# Drops the events of the ends that expired, oldest first. An end whose range was not read
+# to its last id stays, from where the reading stopped. Returns the events dropped and when
+# the next end expires (ms; -1: none left).
+_DROP_ENDED = _Script("""
+local budget = tonumber(ARGV[2])
+local dropped = 0
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, 64)
+for i = 1, #due, 2 do
+  local from, last, stream = string.match(due[i], '^(%S+) (%d+) (.*)$')
+  local entries = redis.call('XRANGE', KEYS[1], from, last .. '-0', 'COUNT', budget)
+  local ids = {}
+  for _, entry in ipairs(entries) do
+    if entry[2][2] == stream then ids[#ids + 1] = entry[1] end
+  end
+  if #ids > 0 then dropped = dropped + redis.call('XDEL', KEYS[1], unpack(ids)) end
+  redis.call('ZREM', KEYS[2], due[i])
+  if #entries == budget then
+    redis.call('ZADD', KEYS[2], due[i + 1], '(' .. entries[#entries][1] .. ' ' .. last .. ' ' .. stream)
+    break
+  end
+  budget = budget - #entries
+end
+local next = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if #next == 0 then return {dropped, -1} end
+return {dropped, next[2]}
 """)
 
 # KEYS: record, log, lease. ARGV: record JSON, ttl ms of a finished job (0 while it runs),
@@ -288,7 +329,19 @@ return out
 """)
 
 
-_SCRIPTS = (_APPEND, _SAVE_JOB, _INDEX, _GRANT, _UNINDEX, _CLAIM_EXPIRED, _DROP_JOB, _RENEW, _RELEASE, _REAP)
+_SCRIPTS = (
+    _APPEND,
+    _DROP_ENDED,
+    _SAVE_JOB,
+    _INDEX,
+    _GRANT,
+    _UNINDEX,
+    _CLAIM_EXPIRED,
+    _DROP_JOB,
+    _RENEW,
+    _RELEASE,
+    _REAP,
+)
 
 
 def _tag(name: str) -> str:
@@ -329,6 +382,8 @@ class _Queued:
     leases: dict[str, str] = field(default_factory=dict)
     """Jobs admitted here, with their lease's token (written first: their log's appends are fenced by it)."""
     events: dict[str, list[tuple[int, str, bytes | None]]] = field(default_factory=dict)
+    ends: dict[str, list[StreamEnd]] = field(default_factory=dict)
+    """Each session's ended streams, written with its events."""
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     seals: set[str] = field(default_factory=set)
     """Jobs whose log to seal (with their final record, when it is in the same batch)."""
@@ -337,13 +392,17 @@ class _Queued:
     commands: list[tuple[Any, ...]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.leases or self.events or self.jobs or self.seals or self.releases or self.commands)
+        return bool(
+            self.leases or self.events or self.ends or self.jobs or self.seals or self.releases or self.commands
+        )
 
     def take(self, later: _Queued) -> None:
         """Add what was queued after this batch (which failed, and goes again first)."""
         self.leases.update(later.leases)
         for partition, events in later.events.items():
             self.events.setdefault(partition, []).extend(events)
+        for partition, ends in later.ends.items():
+            self.ends.setdefault(partition, []).extend(ends)
         self.jobs.update(later.jobs)
         self.seals |= later.seals
         self.releases.update(later.releases)
@@ -394,6 +453,9 @@ class RedisStorage:
         self._stats_cache = stats_cache
         """Seconds `stats` reuses its count: counting walks every stream, and health probes ask often."""
         self._local_sessions: set[str] = set()
+        self._open_streams = OpenStreams()
+        self._ends_due: dict[str, float] = {}
+        """When the next ended stream of each session written here expires (wall clock, seconds)."""
         self._jobs_share = Share(limit=0)
         self._session_shares: dict[str, Share] = {}
 
@@ -401,6 +463,9 @@ class RedisStorage:
 
     def _events_key(self, partition: str) -> str:
         return f"{self._prefix}:ev:{_tag(partition)}"
+
+    def _ends_key(self, partition: str) -> str:
+        return f"{self._prefix}:ends:{_tag(partition)}"
 
     def _job_key(self, job_id: str, kind: str = "job") -> str:
         """One of a job's keys, all in its log's slot: `ev` is its log."""
@@ -530,7 +595,10 @@ class RedisStorage:
             ("SET", self._job_key(job_id, "lease"), token, "NX", "PX", self._lease_ms)
             for job_id, token in batch.leases.items()
         ]
-        commands += [self._append_command(partition, events) for partition, events in batch.events.items()]
+        commands += [
+            self._append_command(partition, batch.events.get(partition, ()), batch.ends.get(partition, ()))
+            for partition in batch.events.keys() | batch.ends.keys()
+        ]
         for job in batch.jobs.values():
             seal, release = job.id in batch.seals, batch.releases.get(job.id, "")
             commands += self._job_commands(job, seal=seal, release=release, admitted=job.id in batch.leases)
@@ -549,7 +617,9 @@ class RedisStorage:
         self._failure = StoreError(f"Redis: {exc}")
         self._wake.set()
 
-    def _append_command(self, partition: str, events: list[tuple[int, str, bytes | None]]) -> Command:
+    def _append_command(
+        self, partition: str, events: Sequence[tuple[int, str, bytes | None]], ends: Sequence[StreamEnd]
+    ) -> Command:
         is_job = partition.startswith(JOB_LOG_PREFIX)
         keys = [self._events_key(partition)]
         token = ""
@@ -558,9 +628,13 @@ class RedisStorage:
             token = self._tokens.get(job_id, "")
             if token:
                 keys.append(self._job_key(job_id, "lease"))
+        else:
+            keys.append(self._ends_key(partition))
         # A job's log has room for its seal besides its events; a session's expires after its last event.
         maxlen = self._max_events + 1 if is_job else self._max_events
-        args: list[str | bytes | int] = [maxlen, 0 if is_job else self._open_ttl, token]
+        args: list[str | bytes | int] = [maxlen, 0 if is_job else self._open_ttl, token, len(ends)]
+        for end in ends:
+            args += [round(end.expires * 1000), f"{end.first}-0 {end.last} {end.stream}"]
         for event_id, stream, data in events:
             args += [event_id, stream, "0" if data is None else "1", data or b""]
         return _APPEND.call(keys, *args)
@@ -612,6 +686,7 @@ class RedisStorage:
         queue = self._queue()
         event_id = self._next_id()
         queue.events.setdefault(partition, []).append((event_id, stream, data))
+        self._open_streams.appended(partition, stream, event_id)
         return event_id
 
     async def stream_of(self, partition: str, event_id: int) -> str | None:
@@ -626,11 +701,27 @@ class RedisStorage:
         wanted = stream.encode()
         return [_event(entry_id, fields) for entry_id, fields in entries if fields[b"s"] == wanted]
 
+    async def end_stream(self, partition: str, stream: str) -> None:
+        end = self._open_streams.end(partition, stream, time.time() + self._retention.streams)
+        if end is None:
+            return
+        ends = self._queue().ends.setdefault(partition, [])
+        if not (ends and ends[-1].absorb(end)):
+            ends.append(end)
+        self._ends_due.setdefault(partition, end.expires)
+
     async def end_partition(self, partition: str) -> None:
-        self._queue().commands.append(("PEXPIRE", self._events_key(partition), round(self._retention.events * 1000)))
+        self._open_streams.forget(partition)
+        self._ends_due.pop(partition, None)  # its events all go with the partition's keys
+        ttl = round(self._retention.events * 1000)
+        self._queue().commands += [
+            ("PEXPIRE", self._events_key(partition), ttl),
+            ("PEXPIRE", self._ends_key(partition), ttl),
+        ]
 
     async def seal(self, partition: str) -> None:
         """Mark the end of a job's log, for followers on other replicas (with its final record, if queued)."""
+        self._open_streams.forget(partition)
         if partition.startswith(JOB_LOG_PREFIX):
             self._queue().seals.add(partition.removeprefix(JOB_LOG_PREFIX))
 
@@ -711,6 +802,28 @@ class RedisStorage:
         return total
 
     async def _purge_step(self) -> int:
+        return await self._drop_ended_streams() + await self._purge_jobs()
+
+    async def _drop_ended_streams(self) -> int:
+        """Drop the events of the streams ended here whose retention ran out, a bounded step per session."""
+        now = time.time()
+        due = [partition for partition, expires in self._ends_due.items() if expires <= now][:PURGE_BATCH]
+        if not due:
+            return 0
+        await self.flush()  # the ends are written with the events they follow
+        scripts = [
+            _DROP_ENDED.call([self._events_key(p), self._ends_key(p)], round(now * 1000), DROP_BUDGET) for p in due
+        ]
+        dropped = 0
+        for partition, (events, next_ms) in zip(due, await self._send(scripts), strict=True):
+            dropped += int(events)
+            # None left: an end queued since expires a retention from now at the soonest.
+            next_due = int(next_ms) / 1000 if int(next_ms) >= 0 else now + self._retention.streams
+            if partition in self._ends_due:  # not ended meanwhile
+                self._ends_due[partition] = next_due
+        return dropped
+
+    async def _purge_jobs(self) -> int:
         cutoff = _micros() - round(self._retention.jobs * 1_000_000)
         cap = self._retention.max_jobs if self._retention.max_jobs is not None else -1
         keys = (self._index("finished"), self._index("created"), self._index("purged"))

@@ -42,6 +42,7 @@ import anyio.to_thread
 
 from service.jobs.models import JobRecord, JobStatus, new_job_id
 from service.stores.base import JOB_LOG_PREFIX, Retention, StoredEvent, StoreError, StoreStats, job_partition
+from service.stores.stream_ends import OpenStreams, StreamEnd
 
 __all__ = ["SQLiteStorage"]
 
@@ -59,6 +60,15 @@ CREATE TABLE IF NOT EXISTS ended_partitions (
     partition TEXT PRIMARY KEY,
     expires_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ended_streams (
+    partition TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    first_id INTEGER NOT NULL,
+    last_id INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (partition, stream, first_id)
+);
+CREATE INDEX IF NOT EXISTS ended_streams_by_expiry ON ended_streams (expires_at);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     status TEXT NOT NULL,
@@ -122,6 +132,8 @@ class SQLiteStorage:
         self._writing: list[_Row] = []  # the batch being written right now
         self._writing_jobs: dict[str, JobRecord] = {}
         self._ended: dict[str, float] = {}
+        self._open_streams = OpenStreams()
+        self._stream_ends: list[StreamEnd] = []
         self._counts: dict[str, int] = {}  # events appended per open partition, to enforce the cap
         self._over_cap: set[str] = set()
         self._failure: StoreError | None = None
@@ -163,6 +175,7 @@ class SQLiteStorage:
         event_id = self._next_id
         self._next_id += 1
         self._rows.append((event_id, partition, stream, data))
+        self._open_streams.appended(partition, stream, event_id)
         count = self._counts[partition] = self._counts.get(partition, 0) + 1
         if count > self._max_events:
             self._over_cap.add(partition)
@@ -205,12 +218,19 @@ class SQLiteStorage:
         written = {event.id for event in stored}
         return stored + [event for event in pending if event.id not in written]
 
+    async def end_stream(self, partition: str, stream: str) -> None:
+        end = self._open_streams.end(partition, stream, time.time() + self._retention.streams)
+        if end is not None and not (self._stream_ends and self._stream_ends[-1].absorb(end)):
+            self._stream_ends.append(end)
+
     async def end_partition(self, partition: str) -> None:
         self._ended[partition] = time.time() + self._retention.events
         self._counts.pop(partition, None)
+        self._open_streams.forget(partition)
 
     async def seal(self, partition: str) -> None:
         self._counts.pop(partition, None)
+        self._open_streams.forget(partition)
 
     # JobStore
 
@@ -284,12 +304,13 @@ class SQLiteStorage:
 
     async def _write_queued(self) -> None:
         async with self._flush_lock:
-            if not (self._rows or self._jobs or self._ended):
+            if not (self._rows or self._jobs or self._ended or self._stream_ends):
                 return
-            rows, jobs, ended = self._rows, self._jobs, self._ended
-            trim, self._over_cap = self._over_cap, set()
+            rows, jobs, ended, stream_ends = self._rows, self._jobs, self._ended, self._stream_ends
+            trim = {partition: self._counts.get(partition, 0) for partition in self._over_cap}
+            self._over_cap = set()
 
-            def write(db: sqlite3.Connection) -> int:
+            def write(db: sqlite3.Connection) -> tuple[int, dict[str, int]]:
                 with db:
                     _execute_in_chunks(db, "INSERT INTO events (id, partition, stream, data) VALUES (?, ?, ?, ?)", rows)
                     _execute_in_chunks(
@@ -311,33 +332,44 @@ class SQLiteStorage:
                     db.executemany(
                         "INSERT OR REPLACE INTO ended_partitions (partition, expires_at) VALUES (?, ?)", ended.items()
                     )
-                    trimmed = 0
+                    db.executemany(
+                        "INSERT OR REPLACE INTO ended_streams (partition, stream, first_id, last_id, expires_at)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        [(e.partition, e.stream, e.first, e.last, e.expires) for e in stream_ends],
+                    )
+                    trimmed, counts = 0, dict[str, int]()
                     for partition in trim:
                         trimmed += db.execute(
                             "DELETE FROM events WHERE partition = ? AND id <="
                             " (SELECT id FROM events WHERE partition = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
                             (partition, partition, self._max_events),
                         ).rowcount
-                return len(rows) - trimmed
+                        # Ended streams may have taken many of its events since: count what is left.
+                        (counts[partition],) = db.execute(
+                            "SELECT COUNT(*) FROM events WHERE partition = ?", (partition,)
+                        ).fetchone()
+                return len(rows) - trimmed, counts
 
-            self._rows, self._jobs, self._ended = [], {}, {}
+            self._rows, self._jobs, self._ended, self._stream_ends = [], {}, {}, []
             self._writing, self._writing_jobs = rows, jobs
             try:
-                self._stored_events += await self._run_db(write)
+                written, counts = await self._run_db(write)
             except StoreError as exc:
                 # Keep the rows for the next attempt, ahead of anything queued meanwhile.
                 self._rows = rows + self._rows
                 self._jobs = {**jobs, **self._jobs}
                 self._ended = {**ended, **self._ended}
-                self._over_cap |= trim
+                self._stream_ends = stream_ends + self._stream_ends
+                self._over_cap |= trim.keys()
                 self._failure = exc
                 raise
             finally:
                 self._writing, self._writing_jobs = [], {}
+            self._stored_events += written
             self._failure = None
-            for partition in trim:
-                if partition in self._counts:
-                    self._counts[partition] = self._max_events
+            for partition, count in counts.items():
+                if partition in self._counts:  # appended since the trim began: counted already
+                    self._counts[partition] += count - trim[partition]
 
     # Retention
 
@@ -360,6 +392,7 @@ class SQLiteStorage:
             with db:
                 jobs, events, newest = _purge_jobs(db, before=now - retention.jobs, cap=cap)
                 events += _purge_ended_partitions(db, now)
+                events += _purge_ended_streams(db, now)
             return jobs, events, newest
 
         jobs, events, newest = await self._run_db(purge)
@@ -557,4 +590,20 @@ def _purge_ended_partitions(db: sqlite3.Connection, now: float) -> int:
             " AND NOT EXISTS (SELECT 1 FROM events WHERE events.partition = ended_partitions.partition)",
             (now,),
         )
+    return removed
+
+
+def _purge_ended_streams(db: sqlite3.Connection, now: float) -> int:
+    """Up to `PURGE_BATCH` events of streams whose retention ran out; an end is forgotten once all of it went."""
+    # Each end names its stream's first and last id, so the delete reads that range of its
+    # partition's index, not the whole partition.
+    removed = db.execute(
+        "DELETE FROM events WHERE id IN (SELECT events.id FROM ended_streams CROSS JOIN events"
+        " ON events.partition = ended_streams.partition AND events.id BETWEEN ended_streams.first_id"
+        " AND ended_streams.last_id WHERE ended_streams.expires_at <= ? AND events.stream = ended_streams.stream"
+        " LIMIT ?)",
+        (now, PURGE_BATCH),
+    ).rowcount
+    if removed < PURGE_BATCH:
+        db.execute("DELETE FROM ended_streams WHERE expires_at <= ?", (now,))
     return removed

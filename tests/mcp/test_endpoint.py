@@ -69,6 +69,26 @@ def test_a_tool_call_stream_is_kept_alive_while_its_job_waits(tmp_path: Path) ->
     assert ids[0] > 0
 
 
+def test_a_2026_tool_call_stream_is_kept_alive_at_the_services_interval(tmp_path: Path) -> None:
+    """The 2026-07-28 path is the SDK's, which pings every 15 s of its own: here at SERVICE_SSE_PING_INTERVAL."""
+    call = tool_call(7, {"count": 2, "interval": 1, "caller": "pinged"})
+    call["params"]["_meta"] = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    headers = {**MCP_HEADERS, "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call"}
+    headers["mcp-name"] = "start-notification-stream"
+    with (
+        running_service(tmp_path, SERVICE_SSE_PING_INTERVAL="0.2") as service,
+        httpx.stream("POST", service.mcp_url, headers=headers, json=call, timeout=10) as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = list(response.iter_lines())
+    assert sum(line == ": ping" for line in lines) >= 3  # a second of silence (no logs asked for), 0.2 s apart
+    (result,) = [json.loads(event.data) for event in parse_sse(iter(lines))]
+    assert result["result"]["structuredContent"]["sent"] == 2
+
+
 def test_deleting_a_session_mid_call_ends_its_stream_and_cancels_its_job(service: ServiceProcess) -> None:
     """The job's sends fail once the session is gone; the call is cancelled with it, nothing keeps running."""
     session = open_raw_session(service)

@@ -28,6 +28,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from service.mcp.event_store import SessionEventStore
 from service.mcp.fast_path import FastTransport
+from service.mcp.keepalive import PING_INTERVAL_NAME
 from service.mcp.manager import SessionManager
 from service.mcp.resumable import ResumableTransport
 
@@ -110,6 +111,9 @@ REPLACED = {
     (ServerSession, "send_log_message"): "5517801f2792",
 }
 
+# The 2026-07-28 handler, whose keep-alive `service.mcp.keepalive` sets.
+MODERN_HANDLER = "cde3cb6094dd"
+
 
 def parameters(function: Callable[..., Any]) -> tuple[str, ...]:
     return tuple(inspect.signature(inspect.unwrap(function)).parameters)
@@ -179,6 +183,18 @@ def test_the_names_imported_from_the_sdk_are_there(module: str) -> None:
     imported = importlib.import_module(module)
     missing = [name for name in IMPORTED[module] if not hasattr(imported, name)]
     assert not missing, f"{module} no longer has {missing}"
+
+
+def test_the_modern_paths_ping_interval_is_the_constant_the_service_sets() -> None:
+    """`service.mcp.keepalive` sets a private constant of the 2026-07-28 path: it must be there, and read."""
+    from mcp.server import _streamable_http_modern as modern
+
+    assert isinstance(getattr(modern, PING_INTERVAL_NAME, None), float), f"{PING_INTERVAL_NAME} is gone"
+    assert PING_INTERVAL_NAME in inspect.getsource(modern.handle_modern_request)
+    assert digest(modern.handle_modern_request) == MODERN_HANDLER, (
+        "handle_modern_request changed upstream: check that it still pings at "
+        f"{PING_INTERVAL_NAME} (service/mcp/keepalive.py), then update MODERN_HANDLER"
+    )
 
 
 @pytest.mark.parametrize(("sdk", "name"), list(REPLACED), ids=lambda value: getattr(value, "__name__", value))

@@ -105,6 +105,65 @@ async def test_an_ended_scope_is_dropped_after_the_retention(make_storage: Facto
         assert await storage.stream_of("open", kept) == "0"
 
 
+async def test_the_cap_evicts_the_oldest_across_streams(make_storage: Factory) -> None:
+    async with make_storage(max_events=100) as storage:
+        ids = [await storage.append("s", str(i % 3), b"%d" % i) for i in range(150)]
+        if isinstance(storage, SQLiteStorage):
+            await storage.flush()
+        kept = sorted([e.id for stream in "012" for e in await storage.read("s", stream)])
+        assert kept == ids[-100:]
+
+
+async def test_an_ended_stream_goes_after_its_retention_while_its_session_lives(make_storage: Factory) -> None:
+    async with make_storage(retention=Retention(events=60, streams=0)) as storage:
+        finished = [await storage.append("s", "0", b"%d" % i) for i in range(5)]
+        running = [await storage.append("s", "1", b"running")]
+        await storage.end_stream("s", "0")
+        reused = await storage.append("s", "0", b"a later request with the same id")
+        running.append(await storage.append("s", "1", b"running"))
+        await storage.purge()
+        assert await storage.stream_of("s", finished[0]) is None
+        assert [e.id for e in await storage.read("s", "0")] == [reused]
+        assert [e.id for e in await storage.read("s", "1")] == running
+        assert await storage.stream_of("s", running[0]) == "1"
+        assert (await storage.stats()).events == 3
+
+
+async def test_an_ended_stream_stays_resumable_within_its_retention(make_storage: Factory) -> None:
+    async with make_storage(retention=Retention(events=60, streams=60)) as storage:
+        ids = [await storage.append("s", "0", b"%d" % i) for i in range(3)]
+        await storage.end_stream("s", "0")
+        await storage.purge()
+        assert [e.id for e in await storage.read("s", "0")] == ids
+
+
+async def test_a_stream_ended_after_every_event_is_bounded_by_age(make_storage: Factory) -> None:
+    """The session's standalone stream: each event goes a retention after it was written."""
+    async with make_storage(retention=Retention(events=60, streams=1.0)) as storage:
+        old = await storage.append("s", "_GET_stream", b"old")
+        await storage.end_stream("s", "_GET_stream")
+        await anyio.sleep(1.2)
+        new = await storage.append("s", "_GET_stream", b"new")
+        await storage.end_stream("s", "_GET_stream")
+        await storage.purge()
+        assert await storage.stream_of("s", old) is None
+        assert [e.id for e in await storage.read("s", "_GET_stream")] == [new]
+
+
+async def test_a_long_ended_stream_goes_in_bounded_steps_and_leaves_its_neighbours(make_storage: Factory) -> None:
+    async with make_storage(max_events=10_000, retention=Retention(events=60, streams=0)) as storage:
+        neighbours = []
+        for i in range(3000):
+            await storage.append("s", "long", b"%d" % i)
+            if i % 2:
+                neighbours.append(await storage.append("s", "other", b"%d" % i))
+        await storage.end_stream("s", "long")
+        await storage.purge()
+        assert await storage.read("s", "long") == []
+        assert (await storage.stats()).events == len(neighbours)
+        assert [e.id for e in await storage.read("s", "other")] == neighbours
+
+
 async def test_jobs_are_listed_newest_first_with_filters(storage: Storage) -> None:
     jobs = [a_job(f"c{i}", JobStatus.COMPLETED if i % 2 else JobStatus.RUNNING) for i in range(5)]
     for job in jobs:
