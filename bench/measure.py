@@ -96,7 +96,10 @@ class Results:
     generated: str = ""
 
 
-def measure_tools(results: Results, server: Server, session_counts: Sequence[int] = SESSIONS) -> None:
+def measure_tools(
+    results: Results, server: Server, session_counts: Sequence[int] = SESSIONS, *, round_no: int = 1
+) -> None:
+    """`round_no` (from 1) is recorded in each result: the report pairs the servers' figures by round."""
     plan = results.plan
     for sessions in session_counts:
         # Sessions in a closed loop finish their calls in waves: a longer window keeps 100 of them from
@@ -119,6 +122,7 @@ def measure_tools(results: Results, server: Server, session_counts: Sequence[int
         if result is None:
             results.failures.append(f"{server.name} tools x{sessions}")
             continue
+        result["round"] = round_no
         results.tools.setdefault(server.name, {}).setdefault(sessions, []).append(result)
         log(
             f"  {server.name:15} {sessions:>3} sessions: {result['calls_per_s']:8.1f} calls/s  "
@@ -137,11 +141,12 @@ def _measure_once(results: Results, server: Server, scenario: str, *args: str, t
     return result
 
 
-def measure_notify(results: Results, server: Server) -> None:
+def measure_notify(results: Results, server: Server, *, round_no: int = 1) -> None:
     plan = results.plan
     args = ["--count", str(plan.notify_count), "--reps", str(plan.notify_reps)]
     if (result := _measure_once(results, server, "notify", *args, timeout=600)) is None:
         return
+    result["round"] = round_no
     results.notify.setdefault(server.name, []).append(result)
     log(
         f"  {server.name:15} notifications: {result['notifications_per_s']:8.0f}/s  "
@@ -149,10 +154,11 @@ def measure_notify(results: Results, server: Server) -> None:
     )
 
 
-def measure_rss(results: Results, server: Server) -> None:
+def measure_rss(results: Results, server: Server, *, round_no: int = 1) -> None:
     args = ["--sessions", str(results.plan.rss_sessions)]
     if (result := _measure_once(results, server, "rss", *args, timeout=600)) is None:
         return
+    result["round"] = round_no
     results.rss.setdefault(server.name, []).append(result)
     log(
         f"  {server.name:15} RSS: {result['rss_before_mb']:.1f} -> {result['rss_after_mb']:.1f} MB, "
@@ -204,14 +210,14 @@ def run(plan: Plan, *, code: Path | None = None) -> Results:
                 with running(name, code=code) as server:
                     results.native[name] = server.native_modules()
                     if name in SDK_LIMIT_SERVERS:
-                        measure_tools(results, server, (1,))
+                        measure_tools(results, server, (1,), round_no=round_no + 1)
                         continue
-                    measure_tools(results, server)
+                    measure_tools(results, server, round_no=round_no + 1)
                     if name != BARE and not plan.tools_only:
-                        measure_notify(results, server)
+                        measure_notify(results, server, round_no=round_no + 1)
                 if name != BARE and not plan.tools_only:
                     with running(name, code=code) as server:
-                        measure_rss(results, server)
+                        measure_rss(results, server, round_no=round_no + 1)
             except RuntimeError as exc:
                 log(f"  ! {name}: {exc}")
                 results.failures.append(f"{name} round {round_no + 1}: {exc}")

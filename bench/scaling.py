@@ -130,7 +130,8 @@ def one_process_round(plan: Plan, order: Sequence[str], out: dict[str, Any]) -> 
                         else ""
                     )
                 )
-            notify = loadgen(server, "notify", "--count", str(plan.notify), "--reps", "2", timeout=600)
+            store = [item for watched_pid in watched for item in ("--watch-pid", str(watched_pid))]
+            notify = loadgen(server, "notify", "--count", str(plan.notify), "--reps", "2", *store, timeout=600)
             if notify is not None:
                 out.setdefault(name, {}).setdefault("notify", []).append(notify)
                 log(f"  {name:15} notifications: {notify['notifications_per_s']:8.0f}/s")

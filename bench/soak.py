@@ -7,10 +7,14 @@ notifications lost, and errors.
 
 `--sustained`: retention under full-speed load. `--sessions` clients (bench.loadgen's)
 call the tool back to back (count=1, interval=0), each reconnecting with a new session
-every `--session-seconds` as real clients come and go, with short retentions. Every
-`--sample` seconds it prints calls/s, the store's files, its rows (from /healthz) and the
-RSS; at the end the slope of each over the last half of the run, which is what shows a
-plateau. `--no-purge` keeps everything. The server runs on core 0 and the clients on core 1.
+every `--session-seconds` as real clients come and go, with short retentions (`--retention`
+for jobs and ended sessions, `--stream-retention` for a live session's finished streams).
+`--long-lived`: each client keeps one session for the whole run instead, as desktop clients
+do, so nothing is freed by sessions ending. Every `--sample` seconds it prints calls/s, the
+store's files, its rows (from /healthz) and the RSS; at the end the slope of each over the
+last half of the run, which is what shows a plateau (and, for SQLite, the rows counted in the
+file). `--no-purge` keeps everything. The server runs on core 0 and the clients on core 1.
+The run stops by itself after `--seconds` (or `--minutes`).
 
 `--sustained --compare`: what purging costs, as a ratio of calls/s that the machine's drift
 does not blur (see `compare`): `--rounds` windows of `--window` seconds each way.
@@ -18,6 +22,7 @@ does not blur (see `compare`): `--rounds` windows of `--window` seconds each way
     uv run python -m bench.soak                      # 50 sessions, 2 minutes
     uv run python -m bench.soak --sessions 5 --seconds 10
     uv run python -m bench.soak --sustained --store sqlite --seconds 600 --out /tmp/sqlite.json
+    uv run python -m bench.soak --sustained --long-lived --retention 5 --stream-retention 5 --minutes 10 --store memory
     uv run python -m bench.soak --sustained --store sqlite --seconds 600 --no-purge --out /tmp/sqlite-keep.json
     uv run python -m bench.soak --sustained --compare --store sqlite --out /tmp/sqlite-compare.json
     uv run python -m bench.soak --plot docs/retention/*.json --to docs/retention.png --markdown docs/benchmarks.md
@@ -31,6 +36,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import statistics
 import tempfile
 import time
@@ -128,9 +134,15 @@ class Sustained:
     purge: bool
     settings: dict[str, str]
     seconds: float
+    sessions: int = 10
+    session_seconds: float | None = 30.0
+    """How long each client keeps a session; None: the whole run (`--long-lived`)."""
+    sample: float = 30.0
     calls: int = 0
     errors: int = 0
     samples: list[Sample] = field(default_factory=list)
+    rows_in_file: int | None = None
+    """SQLite: the events table's rows counted in the file after the run (a check of /healthz's counter)."""
 
     @property
     def calls_per_s(self) -> float:
@@ -162,7 +174,7 @@ async def _calls(port: int, deadline: float, args: argparse.Namespace, tally: Ca
     async def client(index: int) -> None:
         while time.monotonic() < deadline:
             session = await McpSession.open("127.0.0.1", port)
-            rotate = min(deadline, time.monotonic() + args.session_seconds)
+            rotate = deadline if args.long_lived else min(deadline, time.monotonic() + args.session_seconds)
             while time.monotonic() < rotate:
                 outcome = await session.call_tool(1, 0.0, f"sustained-{index}")
                 tally.calls += 1
@@ -175,13 +187,29 @@ async def _calls(port: int, deadline: float, args: argparse.Namespace, tally: Ca
 
 def _settings(args: argparse.Namespace, purge: bool) -> dict[str, str]:
     keep = str(args.retention if purge else 10**9)
-    return {
+    settings = {
         "SERVICE_STORE": args.store,
         "SERVICE_LOG_LEVEL": "ERROR",
         "SERVICE_EVENT_RETENTION": keep,
         "SERVICE_JOB_RETENTION": keep,
         "SERVICE_MAX_STORED_JOBS": "0",
     }
+    if args.stream_retention is not None:  # unset: the service's default
+        settings["SERVICE_STREAM_RETENTION"] = str(args.stream_retention if purge else 10**9)
+    return settings
+
+
+def _rows_in_file(workdir: Path) -> int | None:
+    """The events table's rows, counted in the SQLite file (read-only; after the load, as it scans them all)."""
+    path = workdir / "service.db"
+    if not path.exists():
+        return None
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        (rows,) = db.execute("SELECT COUNT(*) FROM events").fetchone()
+    finally:
+        db.close()
+    return int(rows)
 
 
 def _pin(service: ServiceProcess) -> psutil.Process:
@@ -201,7 +229,17 @@ def _freeze(service: ServiceProcess, frozen: bool) -> None:
 
 async def sustained(args: argparse.Namespace) -> int:
     settings = _settings(args, purge=not args.no_purge)
-    result = Sustained(args.store, not args.no_purge, settings, args.seconds)
+    result = Sustained(
+        args.store,
+        not args.no_purge,
+        settings,
+        args.seconds,
+        sessions=args.sessions,
+        session_seconds=None if args.long_lived else args.session_seconds,
+        sample=args.sample,
+    )
+    lives = "the whole run" if args.long_lived else f"{args.session_seconds:g} s"
+    print(f"{args.sessions} clients, a session each for {lives}; settings: {settings}", flush=True)
     with tempfile.TemporaryDirectory() as tmp, running_service(Path(tmp), **settings) as service:
         process = _pin(service)
         started = time.monotonic()
@@ -232,12 +270,24 @@ async def sustained(args: argparse.Namespace) -> int:
                         flush=True,
                     )
 
-        await asyncio.gather(sampler(), _calls(service.port, deadline, args, result))
+        try:
+            # Bounded even if the service stops answering: a call in flight at the deadline gets a minute.
+            await asyncio.wait_for(
+                asyncio.gather(sampler(), _calls(service.port, deadline, args, result)), args.seconds + 60
+            )
+        except TimeoutError:
+            print("the load did not stop within a minute of the deadline: calls hung", flush=True)
+            result.errors += 1
         result.seconds = time.monotonic() - started
+        if args.store == "sqlite":
+            result.rows_in_file = await anyio.to_thread.run_sync(_rows_in_file, Path(tmp))
     print(
-        f"store {args.store}, purge {'on' if result.purge else 'off'}, {args.sessions} sessions, {result.seconds:.0f} s"
+        f"store {args.store}, purge {'on' if result.purge else 'off'}, {args.sessions} sessions for {lives}, "
+        f"{result.seconds:.0f} s"
     )
     print(f"calls/s over the run   {result.calls_per_s:.0f} ({result.calls} calls, {result.errors} errors)")
+    if result.rows_in_file is not None and result.samples:
+        print(f"events in the file after the run: {result.rows_in_file} (last sample: {result.samples[-1].events})")
     print("slope over the last half, per minute:")
     for value, unit in (("file_mb", "MB"), ("jobs", "jobs"), ("events", "events"), ("rss_mb", "MB RSS")):
         print(f"  {value:8s} {_slope_per_min(result.samples, value):+12.2f} {unit}/min")
@@ -403,33 +453,53 @@ def _cpu_cell(cpu: list[tuple[float, float]]) -> str:
     return f"{loop:.0f} us, {other:.0f} us"
 
 
+def _sessions_cell(run: dict[str, Any]) -> str:
+    """How many clients, and how long each kept a session (runs from before these were recorded: 10, 30 s)."""
+    life = run.get("session_seconds", 30.0)
+    return f"{run.get('sessions', 10)}, {'whole run' if life is None else f'new every {life:g} s'}"
+
+
+def _retention_cell(run: dict[str, Any]) -> str:
+    if not run["purge"]:
+        return "everything kept"
+    settings = run["settings"]
+    cell = f"jobs {settings['SERVICE_JOB_RETENTION']} s, ended sessions {settings['SERVICE_EVENT_RETENTION']} s"
+    if "session_seconds" not in run:  # a run from before finished streams expired
+        return cell
+    stream = settings.get("SERVICE_STREAM_RETENTION")
+    return cell + (f", finished streams {stream} s" if stream else ", finished streams: the service's default")
+
+
 def soak_section(runs: list[dict[str, Any]], compared: list[Compared], image: str) -> str:
     lines = [
         "## Retention under sustained load",
         "",
-        "Generated by `uv run python -m bench.soak --sustained` (then `--plot ... --markdown`): "
-        f"{runs[0]['seconds']:.0f} s of tool calls back to back (count=1, interval=0) from 10 clients, each "
-        "taking a new session every 30 s, server on core 0 and clients on core 1. With purge: "
-        "`SERVICE_JOB_RETENTION=60`, `SERVICE_EVENT_RETENTION=60`, no cap; without: everything kept. "
+        "Generated by `uv run python -m bench.soak --sustained` (then `--plot ... --markdown`): tool calls back to "
+        "back (count=1, interval=0) from several clients, server on core 0 and clients on core 1. Each run's "
+        "clients either take a new session every so often, or keep one session each for the whole run "
+        "(`--long-lived`, as desktop clients do: nothing is freed by a session ending). No cap on the jobs kept. "
         "Slopes are least-squares fits over the last half of the run: a plateau has a slope near 0.",
         "",
-        "| store | purge | calls/s | store MB (end) | jobs (end) | events (end) | RSS MB (end) "
-        "| store MB/min | events/min | RSS MB/min |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| store | clients, sessions | retention | s | calls/s | store MB (end) | jobs (end) | events (end) "
+        "| RSS MB (end) | store MB/min | events/min | RSS MB/min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         samples = [Sample(**sample) for sample in run["samples"]]
         last = samples[-1]
         lines.append(
-            f"| {run['store']} | {'on' if run['purge'] else 'off'} | {run['calls'] / run['seconds']:.0f} "
+            f"| {run['store']} | {_sessions_cell(run)} | {_retention_cell(run)} | {run['seconds']:.0f} "
+            f"| {run['calls'] / run['seconds']:.0f} "
             f"| {last.file_mb:.1f} | {last.jobs:,} | {last.events:,} | {last.rss_mb:.1f} "
             f"| {_slope_per_min(samples, 'file_mb'):+.2f} | {_slope_per_min(samples, 'events'):+,.0f} "
             f"| {_slope_per_min(samples, 'rss_mb'):+.2f} |"
         )
+    intervals = sorted({float(run.get("sample", 30.0)) for run in runs})
     spread = [sample["calls_per_s"] for run in runs for sample in run["samples"][len(run["samples"]) // 2 :]]
     lines += [
         "",
-        f"Calls/s of single 30-s samples in the last halves ranged {min(spread):.0f}-{max(spread):.0f}: these runs "
+        f"Calls/s of single samples (every {' or '.join(f'{v:g}' for v in intervals)} s) in the last halves ranged "
+        f"{min(spread):.0f}-{max(spread):.0f}: these runs "
         "are one after the other, so a ratio of two of them is only good to about ±10%. The cost of purging is "
         "measured apart, interleaved (`--compare`): pairs of fresh services, one with purge and one without, "
         "loaded in turn while the other is frozen (SIGSTOP), the order swapped every round, so that the machine's "
@@ -468,13 +538,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=None, help="50, or 10 with --sustained")
     parser.add_argument("--seconds", type=float, default=None, help="120, or 600 with --sustained")
+    parser.add_argument("--minutes", type=float, default=None, help="the same as --seconds, in minutes")
     parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--sustained", action="store_true", help="retention under full-speed tool calls")
     parser.add_argument("--retention", type=float, default=60, help="--sustained: job and event retention (s)")
+    parser.add_argument(
+        "--stream-retention",
+        type=float,
+        default=None,
+        help="--sustained: SERVICE_STREAM_RETENTION, seconds a live session's finished streams stay resumable "
+        "(default: the service's)",
+    )
     parser.add_argument("--no-purge", action="store_true", help="--sustained: keep everything")
     parser.add_argument("--session-seconds", type=float, default=30, help="--sustained: a session's life")
-    parser.add_argument("--sample", type=float, default=30, help="--sustained: seconds between samples")
+    parser.add_argument(
+        "--long-lived", action="store_true", help="--sustained: each client keeps one session for the whole run"
+    )
+    parser.add_argument(
+        "--sample", type=float, default=None, help="--sustained: seconds between samples (30; 1/20 of a shorter run)"
+    )
     parser.add_argument("--compare", action="store_true", help="--sustained: purge on and off, interleaved")
     parser.add_argument("--rounds", type=int, default=12, help="--compare: measured windows each way, in all")
     parser.add_argument("--pairs", type=int, default=4, help="--compare: fresh pairs of services they are spread over")
@@ -488,8 +571,13 @@ def main() -> None:
     if args.plot:
         plot(args.plot, args.to, args.markdown)
         return
+    if args.minutes is not None:
+        if args.seconds is not None:
+            parser.error("--seconds or --minutes, not both")
+        args.seconds = args.minutes * 60
     if args.sustained:
         args.sessions, args.seconds = args.sessions or 10, args.seconds or 600
+        args.sample = args.sample or min(30.0, max(1.0, args.seconds / 20))
         raise SystemExit(anyio.run(compare if args.compare else sustained, args))
     args.sessions, args.seconds = args.sessions or 50, args.seconds or 120
     raise SystemExit(anyio.run(soak, args))

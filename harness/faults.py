@@ -7,10 +7,12 @@ a random point, lets the client resume with `Last-Event-ID`, and reports what ar
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
@@ -150,32 +152,58 @@ async def typescript_auto(port: int, count: int, *, server_notices: bool, rng: r
 
 
 async def typescript_explicit(port: int, count: int, *, delay: float, rng: random.Random) -> Outcome:
-    """One Node process drops after k notifications; a second resumes with `resumptionToken`."""
+    """One Node process drops its connections after k notifications; a second resumes with `resumptionToken`.
+
+    The first one goes through the proxy, which sees the drop: a cut counts when the process dropped the
+    connection that carried its call while the call's job was still running (the stream was live). Its
+    exit closes that connection anyway, so a drop after the job's end (a call already complete) is no cut.
+    """
     cut_at = rng.randint(1, count - 1)
-    first = await anyio.to_thread.run_sync(
-        run_node_client,
-        {
-            "url": f"http://127.0.0.1:{port}/mcp",
-            "tool": TOOL_NAME,
-            "arguments": arguments(count, "ts-explicit"),
-            "disconnectAfterLogs": cut_at,
-        },
-    )
+    caller = f"ts-explicit-{uuid4().hex}"
+    async with cutting_proxy(port) as proxy:
+        first = await anyio.to_thread.run_sync(
+            run_node_client,
+            {
+                "url": proxy.url,
+                "tool": TOOL_NAME,
+                "arguments": arguments(count, caller),
+                "disconnectAfterLogs": cut_at,
+            },
+        )
+        with anyio.move_on_after(5):  # the process has exited: the proxy sees its connections close at once
+            while not proxy.calls_dropped:
+                await anyio.sleep(0.01)
+        dropped = list(proxy.calls_dropped)
     await anyio.sleep(delay)
     second = await anyio.to_thread.run_sync(
         run_node_client,
         {
             "url": f"http://127.0.0.1:{port}/mcp",
             "tool": TOOL_NAME,
-            "arguments": arguments(count, "ts-explicit"),
-            "sessionId": first["sessionId"],
-            "protocolVersion": first["protocolVersion"],
-            "resumptionToken": first["lastEventId"],
+            "arguments": arguments(count, caller),
+            "sessionId": first.get("sessionId"),
+            "protocolVersion": first.get("protocolVersion"),
+            "resumptionToken": first.get("lastEventId"),
         },
     )
     result = second.get("result") or {}
     ok = not result.get("isError", True) and (result.get("structuredContent") or {}).get("sent") == count
-    return Outcome(count, first.get("logs", []) + second.get("logs", []), ok, 1, second.get("error", ""))
+    ended = await _job_ended_at(port, caller)
+    cuts = sum(1 for at in dropped if at < ended)
+    detail = first.get("error") or second.get("error") or ""
+    return Outcome(count, first.get("logs", []) + second.get("logs", []), ok, cuts, detail)
+
+
+async def _job_ended_at(port: int, caller: str) -> float:
+    """When (`time.time()`) the newest job of `caller` ended; infinity while it runs, 0 if there is none."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        jobs = (await http.get("/jobs", params={"limit": 100})).json()["items"]
+    job = next((job for job in jobs if job["caller"] == caller), None)
+    if job is None:
+        return 0.0
+    if job["finished_at"] is None:
+        return math.inf
+    return datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00")).timestamp()
 
 
 async def standalone_get(port: int, count: int, *, server_notices: bool, rng: random.Random) -> Outcome:

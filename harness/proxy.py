@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,12 @@ class _Link:
     upstream: SocketStream
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     keep_upstream: bool = False
+    carried_call: bool = False
+    """The client sent a `tools/call` request through it."""
+
+
+CALL = b'"tools/call"'
+"""The method of a `tools/call` request, as it appears in the request's JSON body."""
 
 
 class CuttingProxy:
@@ -26,6 +33,8 @@ class CuttingProxy:
         """How many `cut`s found a connection open to drop."""
         self.refuse = False
         """While True, new connections are closed at once (the network is still down)."""
+        self.calls_dropped: list[float] = []
+        """When (`time.time()`) a client closed a connection that had carried a `tools/call` (not cut here)."""
         self._links: set[_Link] = set()
         self._stale: list[SocketStream] = []
         self._task_group: TaskGroup | None = None
@@ -56,13 +65,32 @@ class CuttingProxy:
             self._links.add(link)
             with link.scope:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(_pump, client, upstream, tg)
+                    tg.start_soon(self._from_client, link, tg)
                     tg.start_soon(_pump, upstream, client, tg)
             self._links.discard(link)
             if link.keep_upstream:
                 self._stale.append(upstream)
             else:
                 await upstream.aclose()
+
+    async def _from_client(self, link: _Link, tg: TaskGroup) -> None:
+        """The client's bytes upstream, noting a `tools/call` among them and the client dropping the connection."""
+        tail = b""
+        try:
+            while True:
+                try:
+                    chunk = await link.client.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                    # The client closed or reset its side (a `cut` here cancels this task instead).
+                    if link.carried_call:
+                        self.calls_dropped.append(time.time())
+                    break
+                link.carried_call = link.carried_call or CALL in tail + chunk
+                tail = chunk[-len(CALL) :]
+                await link.upstream.send(chunk)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
+        tg.cancel_scope.cancel()
 
 
 async def _pump(source: SocketStream, sink: SocketStream, tg: TaskGroup) -> None:

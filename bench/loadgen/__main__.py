@@ -20,7 +20,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--path", default="/mcp")
     parser.add_argument("--server-pid", type=int, default=0)
     parser.add_argument(
-        "--watch-pid", type=int, action="append", default=[], help="tools: more processes whose CPU to report"
+        "--watch-pid",
+        type=int,
+        action="append",
+        default=[],
+        help="tools: more processes whose CPU to report; notify: more processes to wait for (a store's)",
     )
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--count", type=int, default=1, help="notifications per tool call")

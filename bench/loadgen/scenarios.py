@@ -140,13 +140,52 @@ async def scenario_tools(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def wait_idle(
+    pids: Sequence[int], *, window: float = 0.2, below: float = 0.05, within: float = 30.0
+) -> tuple[float, float] | None:
+    """Wait until the processes `pids`, together, have used less than `below` of a core over `window` seconds.
+
+    What a call leaves behind once its response has ended (a write-behind store's queue, say)
+    is then done. Returns the seconds waited and the processes' CPU seconds meanwhile, or None
+    if they were not idle within `within` seconds.
+    """
+    processes = [psutil.Process(pid) for pid in pids]
+
+    def cpu() -> float:
+        return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+    start = time.perf_counter()
+    cpu_start = then = cpu()
+    while True:
+        await asyncio.sleep(window)
+        now = cpu()
+        if now - then < below * window:
+            return time.perf_counter() - start - window, now - cpu_start
+        if time.perf_counter() - start > within:
+            return None
+        then = now
+
+
 async def scenario_notify(args: argparse.Namespace) -> dict[str, Any]:
-    """One call with a large `count`: notifications per second on one stream."""
+    """One call with a large `count`: notifications per second on one stream.
+
+    Every call, the warm-up's too, is followed by a wait until the server is idle, so that each
+    measured call starts from a server with nothing left to do (the SQLite store writes a
+    call's rows behind it: without the wait, the first call's rows were written in the
+    second's window, and the first measured nearly twice the rate of the others).
+    """
+    if not args.server_pid:
+        raise SystemExit("notify needs --server-pid (each call starts once the server is idle)")
     session = await McpSession.open(args.host, args.port, args.path.encode())
     await session.call_tool(min(args.count, 200), 0.0)  # warm-up
     rates: list[float] = []
     cpus: list[dict[str, float]] = []
+    drains: list[dict[str, float]] = []
     errors = 0
+    undrained = 0
+    busy = [args.server_pid, *args.watch_pid]  # the server, and its store's process if it has one
+    if await wait_idle(busy) is None:
+        undrained += 1
     for _ in range(args.reps):
         cpu = CpuWindow(args.server_pid)
         cpu.begin()
@@ -155,6 +194,10 @@ async def scenario_notify(args: argparse.Namespace) -> dict[str, Any]:
         rates.append(outcome.notifications / outcome.latency)
         if not outcome.ok or outcome.notifications != args.count:
             errors += 1
+        if (drained := await wait_idle(busy)) is None:
+            undrained += 1
+        else:
+            drains.append({"seconds": drained[0], "server_cpu_s": drained[1]})
     await session.delete()
     session.conn.close()
     return {
@@ -162,7 +205,9 @@ async def scenario_notify(args: argparse.Namespace) -> dict[str, Any]:
         "count": args.count,
         "reps": rates,
         "notifications_per_s": statistics.median(rates),
-        "errors": errors,
+        "errors": errors + undrained,
+        "undrained": undrained,
+        "drains": drains,
         **{key: statistics.median(c[key] for c in cpus) for key in cpus[0]},
     }
 

@@ -113,7 +113,8 @@ async def test_2026_calls_are_spread_over_every_replica(cluster: ClusterProcess,
             assert not result.is_error
             assert result.structured_content is not None
             ids.append(result.structured_content["job_id"])
-    assert len(received.logs) == 0 or len(received.logs) == 27  # 2026 clients get logs only when they ask
+    # A 2026 client gets logs only when it asks; `mcp_client` asks (`log_level="info"`), whichever replica answers.
+    assert received.logs == [f"Notification {i}/3 for c{call}" for call in range(9) for i in range(1, 4)]
     runners = [await store.get_job(job_id) for job_id in ids]
     assert {replica_of(job) for job in runners if job is not None} == {f"r{i}" for i in range(1, REPLICAS + 1)}
 
@@ -251,7 +252,10 @@ def test_the_jobs_of_a_replica_that_died_are_recorded_interrupted_within_seconds
         return bool(seen["status"] == "interrupted")
 
     wait_for(interrupted, timeout=LEASE * 4)
-    assert time.monotonic() - died < LEASE * 4
+    # The README's promise: its lease expires at most LEASE after its last renewal (before the kill), and a
+    # replica records it interrupted within LEASE of that. The wait above allows more, so that this can fail.
+    recorded = time.monotonic() - died
+    assert recorded < LEASE * 2, f"recorded interrupted {recorded:.2f} s after the kill (lease {LEASE} s)"
     # Whichever replica found it counted it: a survivor, or r2 itself, restarted (an engine reaps as it starts).
     cluster.wait_for_restart("r2", old)
     expired = [
