@@ -16,11 +16,12 @@ and `append` raises `StoreError` until a write succeeds again, so the failure re
 the caller instead of growing memory.
 
 Retention runs on the same worker thread, between flushes: every `PURGE_INTERVAL` seconds
-a step deletes at most `PURGE_BATCH` expired jobs (with their logs) and `PURGE_BATCH`
-events of expired sessions, in one short transaction, and the next step follows at the
-next flush while there is more. The cap on finished jobs is checked every `CAP_INTERVAL`
-seconds, so the store may hold that many seconds of jobs beyond it. Deleted pages go to
-SQLite's free list and are reused, so the file stops growing once retention is reached.
+a step deletes at most `PURGE_BATCH` expired jobs (with their logs), `PURGE_BATCH` events of
+expired sessions and `STREAM_PURGE_BATCH` events of expired streams, in one short
+transaction, and the next step follows at the next flush while there is more. The cap on
+finished jobs is checked every `CAP_INTERVAL` seconds, so the store may hold that many
+seconds of jobs beyond it. Deleted pages go to SQLite's free list and are reused, so the
+file stops growing once retention is reached.
 (Incremental auto-vacuum would give them back to the file system, only for the file to
 grow again, at a cost on every write.)
 """
@@ -100,6 +101,8 @@ PURGE_INTERVAL = 1.0
 """Seconds between purge steps while there is nothing left to purge."""
 PURGE_BATCH = 256
 """Jobs, and session events, deleted at most by one purge step (one transaction)."""
+STREAM_PURGE_BATCH = 1024
+"""Events of ended streams deleted at most by one purge step: a busy session ends a stream per call."""
 CAP_INTERVAL = 10.0
 """Seconds between checks of `Retention.max_jobs`: counting the finished jobs walks an index."""
 MAX_QUEUED = 20_000
@@ -594,7 +597,7 @@ def _purge_ended_partitions(db: sqlite3.Connection, now: float) -> int:
 
 
 def _purge_ended_streams(db: sqlite3.Connection, now: float) -> int:
-    """Up to `PURGE_BATCH` events of streams whose retention ran out; an end is forgotten once all of it went."""
+    """Up to `STREAM_PURGE_BATCH` events of streams whose retention ran out; an end is forgotten once all of it went."""
     # Each end names its stream's first and last id, so the delete reads that range of its
     # partition's index, not the whole partition.
     removed = db.execute(
@@ -602,8 +605,8 @@ def _purge_ended_streams(db: sqlite3.Connection, now: float) -> int:
         " ON events.partition = ended_streams.partition AND events.id BETWEEN ended_streams.first_id"
         " AND ended_streams.last_id WHERE ended_streams.expires_at <= ? AND events.stream = ended_streams.stream"
         " LIMIT ?)",
-        (now, PURGE_BATCH),
+        (now, STREAM_PURGE_BATCH),
     ).rowcount
-    if removed < PURGE_BATCH:
+    if removed < STREAM_PURGE_BATCH:
         db.execute("DELETE FROM ended_streams WHERE expires_at <= ?", (now,))
     return removed
