@@ -17,13 +17,13 @@ the caller instead of growing memory.
 
 Retention runs on the same worker thread, between flushes: every `PURGE_INTERVAL` seconds
 a step deletes at most `PURGE_BATCH` expired jobs (with their logs), `PURGE_BATCH` events of
-expired sessions and `STREAM_PURGE_BATCH` events of expired streams, in one short
+expired sessions and `STREAM_PURGE_BATCH` events of the streams of live sessions that ended
+(`end_stream`; their ends are kept in memory, as the sessions are), in one short
 transaction, and the next step follows at the next flush while there is more. The cap on
 finished jobs is checked every `CAP_INTERVAL` seconds, so the store may hold that many
 seconds of jobs beyond it. Deleted pages go to SQLite's free list and are reused, so the
-file stops growing once retention is reached.
-(Incremental auto-vacuum would give them back to the file system, only for the file to
-grow again, at a cost on every write.)
+file stops growing once retention is reached. (Incremental auto-vacuum would give them back
+to the file system, only for the file to grow again, at a cost on every write.)
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import itertools
 import os
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -61,15 +62,6 @@ CREATE TABLE IF NOT EXISTS ended_partitions (
     partition TEXT PRIMARY KEY,
     expires_at REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS ended_streams (
-    partition TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    first_id INTEGER NOT NULL,
-    last_id INTEGER NOT NULL,
-    expires_at REAL NOT NULL,
-    PRIMARY KEY (partition, stream, first_id)
-);
-CREATE INDEX IF NOT EXISTS ended_streams_by_expiry ON ended_streams (expires_at);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     status TEXT NOT NULL,
@@ -136,7 +128,9 @@ class SQLiteStorage:
         self._writing_jobs: dict[str, JobRecord] = {}
         self._ended: dict[str, float] = {}
         self._open_streams = OpenStreams()
-        self._stream_ends: list[StreamEnd] = []
+        self._stream_ends: deque[StreamEnd] = deque()
+        """Ended streams of live sessions, by expiry. Kept in memory only: sessions live in one process, and
+        a restart ends them all (`_end_orphaned_partitions`), so nothing is lost with it but a few minutes."""
         self._counts: dict[str, int] = {}  # events appended per open partition, to enforce the cap
         self._over_cap: set[str] = set()
         self._failure: StoreError | None = None
@@ -307,9 +301,9 @@ class SQLiteStorage:
 
     async def _write_queued(self) -> None:
         async with self._flush_lock:
-            if not (self._rows or self._jobs or self._ended or self._stream_ends):
+            if not (self._rows or self._jobs or self._ended):
                 return
-            rows, jobs, ended, stream_ends = self._rows, self._jobs, self._ended, self._stream_ends
+            rows, jobs, ended = self._rows, self._jobs, self._ended
             trim = {partition: self._counts.get(partition, 0) for partition in self._over_cap}
             self._over_cap = set()
 
@@ -335,11 +329,6 @@ class SQLiteStorage:
                     db.executemany(
                         "INSERT OR REPLACE INTO ended_partitions (partition, expires_at) VALUES (?, ?)", ended.items()
                     )
-                    db.executemany(
-                        "INSERT OR REPLACE INTO ended_streams (partition, stream, first_id, last_id, expires_at)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        [(e.partition, e.stream, e.first, e.last, e.expires) for e in stream_ends],
-                    )
                     trimmed, counts = 0, dict[str, int]()
                     for partition in trim:
                         trimmed += db.execute(
@@ -353,7 +342,7 @@ class SQLiteStorage:
                         ).fetchone()
                 return len(rows) - trimmed, counts
 
-            self._rows, self._jobs, self._ended, self._stream_ends = [], {}, {}, []
+            self._rows, self._jobs, self._ended = [], {}, {}
             self._writing, self._writing_jobs = rows, jobs
             try:
                 written, counts = await self._run_db(write)
@@ -362,7 +351,6 @@ class SQLiteStorage:
                 self._rows = rows + self._rows
                 self._jobs = {**jobs, **self._jobs}
                 self._ended = {**ended, **self._ended}
-                self._stream_ends = stream_ends + self._stream_ends
                 self._over_cap |= trim.keys()
                 self._failure = exc
                 raise
@@ -390,15 +378,24 @@ class SQLiteStorage:
         if retention.max_jobs is not None and time.monotonic() >= self._next_cap_check:
             cap = retention.max_jobs
 
-        def purge(db: sqlite3.Connection) -> tuple[int, int, str]:
-            now = time.time()
+        now = time.time()
+        due: list[StreamEnd] = []
+        while self._stream_ends and self._stream_ends[0].expires <= now and len(due) < PURGE_BATCH:
+            due.append(self._stream_ends.popleft())
+
+        def purge(db: sqlite3.Connection) -> tuple[int, int, str, int]:
             with db:
                 jobs, events, newest = _purge_jobs(db, before=now - retention.jobs, cap=cap)
                 events += _purge_ended_partitions(db, now)
-                events += _purge_ended_streams(db, now)
-            return jobs, events, newest
+                dropped, done = _drop_ended_streams(db, due)
+            return jobs, events + dropped, newest, done
 
-        jobs, events, newest = await self._run_db(purge)
+        try:
+            jobs, events, newest, done = await self._run_db(purge)
+        except StoreError:
+            self._stream_ends.extendleft(reversed(due))
+            raise
+        self._stream_ends.extendleft(reversed(due[done:]))  # the step's budget ran out before them
         if cap is not None and jobs < PURGE_BATCH:  # under the cap again: the next check can wait
             self._next_cap_check = time.monotonic() + CAP_INTERVAL
         self._stored_events -= events
@@ -596,17 +593,19 @@ def _purge_ended_partitions(db: sqlite3.Connection, now: float) -> int:
     return removed
 
 
-def _purge_ended_streams(db: sqlite3.Connection, now: float) -> int:
-    """Up to `STREAM_PURGE_BATCH` events of streams whose retention ran out; an end is forgotten once all of it went."""
-    # Each end names its stream's first and last id, so the delete reads that range of its
-    # partition's index, not the whole partition.
-    removed = db.execute(
-        "DELETE FROM events WHERE id IN (SELECT events.id FROM ended_streams CROSS JOIN events"
-        " ON events.partition = ended_streams.partition AND events.id BETWEEN ended_streams.first_id"
-        " AND ended_streams.last_id WHERE ended_streams.expires_at <= ? AND events.stream = ended_streams.stream"
-        " LIMIT ?)",
-        (now, STREAM_PURGE_BATCH),
-    ).rowcount
-    if removed < STREAM_PURGE_BATCH:
-        db.execute("DELETE FROM ended_streams WHERE expires_at <= ?", (now,))
-    return removed
+def _drop_ended_streams(db: sqlite3.Connection, ends: Sequence[StreamEnd]) -> tuple[int, int]:
+    """Up to `STREAM_PURGE_BATCH` events of these ended streams; returns them, and how many ends went whole.
+
+    Each end names its stream's first and last id, so a delete reads that range of its
+    partition's index, never the whole partition (a long job's stream may sit beside it).
+    """
+    budget = STREAM_PURGE_BATCH
+    for done, end in enumerate(ends):
+        budget -= db.execute(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events"
+            " WHERE partition = ? AND id BETWEEN ? AND ? AND stream = ? LIMIT ?)",
+            (end.partition, end.first, end.last, end.stream, budget),
+        ).rowcount
+        if budget == 0:
+            return STREAM_PURGE_BATCH, done  # this one may have more: it goes again
+    return STREAM_PURGE_BATCH - budget, len(ends)
