@@ -146,8 +146,8 @@ async def wait_idle(
     """Wait until the processes `pids`, together, have used less than `below` of a core over `window` seconds.
 
     What a call leaves behind once its response has ended (a write-behind store's queue, say)
-    is then done. Returns the seconds waited and the processes' CPU seconds meanwhile, or None
-    if they were not idle within `within` seconds.
+    is then done. Returns the seconds waited and the processes' CPU seconds meanwhile (up to the
+    idle window that ended the wait), or None if they were not idle within `within` seconds.
     """
     processes = [psutil.Process(pid) for pid in pids]
 
@@ -160,7 +160,7 @@ async def wait_idle(
         await asyncio.sleep(window)
         now = cpu()
         if now - then < below * window:
-            return time.perf_counter() - start - window, now - cpu_start
+            return time.perf_counter() - start - window, then - cpu_start
         if time.perf_counter() - start > within:
             return None
         then = now
@@ -170,9 +170,13 @@ async def scenario_notify(args: argparse.Namespace) -> dict[str, Any]:
     """One call with a large `count`: notifications per second on one stream.
 
     Every call, the warm-up's too, is followed by a wait until the server is idle, so that each
-    measured call starts from a server with nothing left to do (the SQLite store writes a
-    call's rows behind it: without the wait, the first call's rows were written in the
-    second's window, and the first measured nearly twice the rate of the others).
+    measured call starts from a server with nothing left to do, and pays for what it left: the
+    SQLite store writes a call's rows behind it, so its response ends before its work does. A
+    call is charged its latency plus the server CPU spent after it until idle (on the one core
+    the server has, the time that work takes from the next call), and its CPU is counted over
+    both. Back to back, without the wait, the first call's rows were written in the second's
+    window, and the first measured nearly twice the rate of the others; from an idle server
+    without the charge, every call would have measured like that first one.
     """
     if not args.server_pid:
         raise SystemExit("notify needs --server-pid (each call starts once the server is idle)")
@@ -190,14 +194,18 @@ async def scenario_notify(args: argparse.Namespace) -> dict[str, Any]:
         cpu = CpuWindow(args.server_pid)
         cpu.begin()
         outcome = await session.call_tool(args.count, args.interval)
-        cpus.append(cpu.end())
-        rates.append(outcome.notifications / outcome.latency)
+        window = cpu.end()
         if not outcome.ok or outcome.notifications != args.count:
             errors += 1
+        owed = 0.0
         if (drained := await wait_idle(busy)) is None:
             undrained += 1
         else:
-            drains.append({"seconds": drained[0], "server_cpu_s": drained[1]})
+            owed = drained[1]
+            drains.append({"seconds": drained[0], "server_cpu_s": owed})
+        charged = outcome.latency + owed
+        rates.append(outcome.notifications / charged)
+        cpus.append({**window, "server_cpu": (window["server_cpu"] * outcome.latency + owed) / charged})
     await session.delete()
     session.conn.close()
     return {
