@@ -134,10 +134,10 @@ def notify_method(results: Results) -> str:
     runs = [run for by_server in results.notify.values() for run in by_server]
     if runs and all("drains" in run for run in runs):
         return (
-            "each started once the server had been idle for 0.2 s (under 5% of a core): what a call leaves to do "
-            "after its response (the SQLite store writes its rows behind) is done before the next is timed, so "
-            "every call is measured alike: the rows still queued when a call's response ends are written outside "
-            "every window."
+            "each started once the server had been idle for 0.2 s (under 5% of a core), and charged what it left "
+            "to do after its response (the SQLite store writes its rows behind): its rate is its notifications over "
+            "its latency plus the server CPU spent after it until idle, and its CPU counts both. Every call is "
+            "measured alike, and none is credited with work that lands after its window."
         )
     return (
         "back to back (this run is from before the calls waited for an idle server between them: the first "
