@@ -16,7 +16,7 @@ from random import randrange
 
 import httpx
 
-from harness.service import service_free_environ
+from harness.service import OnLoopback, service_free_environ
 from service.cluster.process import port_is_free, stop_process
 
 __all__ = ["ClusterProcess", "free_port_run", "running_cluster"]
@@ -41,7 +41,7 @@ def _pinned_to(core: int) -> Callable[[], None]:
 
 
 @dataclass
-class ClusterProcess:
+class ClusterProcess(OnLoopback):
     """The supervisor, and what it printed it started: each part's pid and address."""
 
     workdir: Path
@@ -57,14 +57,6 @@ class ClusterProcess:
     lines: list[str] = field(default_factory=list)
     core: int | None = None
     """Run every part on this core alone (the benchmarks); None: wherever the system puts them."""
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def mcp_url(self) -> str:
-        return f"{self.base_url}/mcp"
 
     def replica_url(self, index: int) -> str:
         return f"http://127.0.0.1:{self.port + index}"

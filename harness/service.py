@@ -17,7 +17,7 @@ import httpx
 
 from service.cluster.process import free_port, stop_process
 
-__all__ = ["REPO", "Endpoint", "ServiceProcess", "free_port", "running_service", "service_free_environ"]
+__all__ = ["REPO", "Endpoint", "OnLoopback", "ServiceProcess", "free_port", "running_service", "service_free_environ"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,8 +40,22 @@ class Endpoint(Protocol):
     def mcp_url(self) -> str: ...
 
 
+class OnLoopback:
+    """An `Endpoint` on 127.0.0.1 at `port`: its URLs."""
+
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def mcp_url(self) -> str:
+        return f"{self.base_url}/mcp"
+
+
 @dataclass
-class ServiceProcess:
+class ServiceProcess(OnLoopback):
     """The real service, `python -m service`, under uvicorn on 127.0.0.1, configured by env vars.
 
     `module` swaps in another entry point that serves the same app (the conformance tests add
@@ -53,14 +67,6 @@ class ServiceProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     module: str = "service"
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def mcp_url(self) -> str:
-        return f"{self.base_url}/mcp"
 
     @property
     def log_path(self) -> Path:

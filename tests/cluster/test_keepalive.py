@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from harness.clients import open_raw_session, tool_call
-from harness.service import free_port, running_service
+from harness.service import OnLoopback, free_port, running_service
 from service.cluster.balancer import NGINX_HINT, Replica, nginx_binary, nginx_config, start_balancer
 from service.cluster.process import stop_process
 from tests.support import unavailable, wait_for
@@ -40,16 +40,8 @@ MODERN_HEADERS = {
 
 
 @dataclass(frozen=True)
-class Balancer:
+class Balancer(OnLoopback):
     port: int
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def mcp_url(self) -> str:
-        return f"{self.base_url}/mcp"
 
 
 @contextmanager
