@@ -129,8 +129,8 @@ class SQLiteStorage:
         self._ended: dict[str, float] = {}
         self._open_streams = OpenStreams()
         self._stream_ends: deque[StreamEnd] = deque()
-        """Ended streams of live sessions, by expiry. Kept in memory only: sessions live in one process, and
-        a restart ends them all (`_end_orphaned_partitions`), so nothing is lost with it but a few minutes."""
+        """Ended streams of live sessions, by expiry. In memory only, as the sessions are: a restart ends every
+        session (`_end_orphaned_partitions`), and what they held goes `Retention.events` later."""
         self._counts: dict[str, int] = {}  # events appended per open partition, to enforce the cap
         self._over_cap: set[str] = set()
         self._failure: StoreError | None = None
