@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from scripts import import_graph
@@ -16,3 +19,15 @@ def test_no_module_reaches_back_up_a_layer() -> None:
 def test_the_check_sees_an_import_that_reaches_up() -> None:
     edges = {"service.stores.sqlite": {"service.jobs.engine"}, "service.jobs.engine": {"service.stores.base"}}
     assert import_graph.violations(edges) == ["service.stores.sqlite (layer 2) imports service.jobs.engine (layer 3)"]
+
+
+@pytest.mark.parametrize(("store", "loaded"), [("sqlite", False), ("redis", True)])
+def test_the_redis_client_is_loaded_only_for_a_redis_store(store: str, loaded: bool) -> None:
+    """A backend is imported when it is configured: the app alone, on SQLite, loads neither redis-py nor hiredis."""
+    probe = (
+        "import sys; from service.app import create_app; from service.settings import Settings; "
+        f"create_app(Settings(store={store!r})); "
+        "print(any(name.split('.')[0] in ('redis', 'hiredis') for name in sys.modules))"
+    )
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert found.stdout.strip() == str(loaded)

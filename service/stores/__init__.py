@@ -1,4 +1,8 @@
-"""Storage backends behind one interface (`service.stores.base.Storage`), with their board and relay."""
+"""Storage backends behind one interface (`service.stores.base.Storage`), with their board and relay.
+
+A backend's module is imported when it is configured: a service on SQLite never loads the
+Redis client (redis-py, hiredis).
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,8 @@ from dataclasses import dataclass
 from service.settings import Settings, StoreBackend
 from service.stores.base import JobBoard, Retention, SessionRelay, Storage
 from service.stores.local import LocalBoard, LocalRelay
-from service.stores.memory import MemoryStorage
-from service.stores.redis import RedisStorage
-from service.stores.sqlite import SQLiteStorage
 
-__all__ = [
-    "MemoryStorage",
-    "RedisStorage",
-    "Retention",
-    "SQLiteStorage",
-    "Storage",
-    "Stores",
-    "check_storage",
-    "create_stores",
-]
+__all__ = ["Retention", "Storage", "Stores", "check_storage", "create_stores"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +33,8 @@ def create_stores(settings: Settings, *, runner_id: str = "", replica: str = "")
         max_jobs=settings.max_stored_jobs or None,
     )
     if settings.store is StoreBackend.REDIS:
+        from service.stores.redis import RedisStorage
+
         redis = RedisStorage(
             settings.redis_url,
             max_events_per_partition=settings.max_events_per_session,
@@ -54,8 +48,12 @@ def create_stores(settings: Settings, *, runner_id: str = "", replica: str = "")
         return Stores(redis, redis, redis)
     storage: Storage
     if settings.store is StoreBackend.MEMORY:
+        from service.stores.memory import MemoryStorage
+
         storage = MemoryStorage(max_events_per_partition=settings.max_events_per_session, retention=retention)
     else:
+        from service.stores.sqlite import SQLiteStorage
+
         storage = SQLiteStorage(
             settings.sqlite_path,
             max_events_per_partition=settings.max_events_per_session,
