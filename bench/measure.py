@@ -10,6 +10,7 @@ from typing import Any
 from bench.servers import (
     BARE,
     EVERY_SERVER,
+    MCP_SERVERS,
     REPLAY_MAX_STORED,
     REPLAY_SERVERS,
     ROOT,
@@ -94,6 +95,8 @@ class Results:
     code: str = ""
     machine: dict[str, str] = field(default_factory=dict)
     generated: str = ""
+    amended: list[str] = field(default_factory=list)
+    """Rows measured again after the run, and how (`remeasure_notify`): the report says so beside them."""
 
 
 def measure_tools(
@@ -230,3 +233,16 @@ def run(plan: Plan, *, code: Path | None = None) -> Results:
             log(f"  ! {name}: {exc}")
             results.failures.append(f"{name} replay: {exc}")
     return results
+
+
+def remeasure_notify(results: Results, *, code: Path | None = None) -> None:
+    """Measure the notification rows of a run again, in rounds of their own, the servers rotated as `run` does."""
+    results.notify = {}
+    for round_no in range(results.plan.rounds):
+        for name in rotated(MCP_SERVERS, round_no):
+            try:
+                with running(name, code=code) as server:
+                    measure_notify(results, server, round_no=round_no + 1)
+            except RuntimeError as exc:
+                log(f"  ! {name}: {exc}")
+                results.failures.append(f"{name} notify round {round_no + 1}: {exc}")

@@ -3,6 +3,7 @@
     uv run python -m bench.run            # the full run (about 25 minutes), writes docs/benchmarks.{md,png,json}
     uv run python -m bench.run --quick    # a smoke run (under 2 minutes) to bench/results/; exits 1 on errors
     uv run python -m bench.run --render docs/benchmarks.json   # the report again, from a run's stored figures
+    uv run python -m bench.run --remeasure-notify docs/benchmarks.json   # its notification rows again (~5 min)
 
 Each server runs pinned to core 0 and the load generator (`bench.loadgen`) to core 1.
 Every round starts fresh server processes in a rotated order; the figures are medians
@@ -25,7 +26,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.measure import FULL, QUICK, Plan, run
+from bench.measure import FULL, QUICK, Plan, remeasure_notify, run
 from bench.report import code_version, load, machine_info, report
 from bench.servers import LOADGEN_CORE, ROOT, log
 from bench.summary import smoke_problems, tool_lines
@@ -48,6 +49,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="where to write benchmarks.{md,png,json}")
     parser.add_argument("--render", type=Path, help="measure nothing: write the report again from a benchmarks.json")
     parser.add_argument(
+        "--remeasure-notify",
+        type=Path,
+        help="measure the notification rows of this benchmarks.json again (its other rows kept), and report",
+    )
+    parser.add_argument(
         "--tools-only",
         action="store_true",
         help="the tool-call runs alone, printed, no report (a change's before/after)",
@@ -56,6 +62,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.render:
         results = load(args.render)
         report(results, args.out or args.render.parent)
+        return
+    if args.remeasure_notify:
+        results = load(args.remeasure_notify)
+        with tempfile.TemporaryDirectory(prefix="bench-code-") as snapshot:
+            code = freeze_code(Path(snapshot))
+            log(f"measuring the notification rows again, {code}")
+            remeasure_notify(results, code=Path(snapshot))
+        when = time.strftime("%Y-%m-%d %H:%M %Z")
+        results.amended.append(
+            f"the notification rows were measured again on {when}, at {code}, in {results.plan.rounds} rounds "
+            "of their own (`bench.run --remeasure-notify`): their ratios pair those rounds"
+        )
+        report(results, args.out or args.remeasure_notify.parent)
         return
     plan = QUICK if args.quick else FULL
     if args.rounds:

@@ -9,7 +9,8 @@ is only ever looked up inside that partition.
 A session may live for hours, so it does not keep its streams for as long: a request's stream
 is ended in the log once its response is stored, and the standalone GET stream, which never
 ends while its session lives, after every event. Their events then stay resumable for
-`SERVICE_STREAM_RETENTION` seconds (`service.stores.base`).
+`SERVICE_STREAM_RETENTION` seconds (`service.stores.base`). The store is the partition's one
+writer, so it knows the ids each end covers: those it appended to the stream since its last end.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class SessionEventStore(EventStore):
     def __init__(self, log: EventLog, session_id: str) -> None:
         self._log = log
         self.partition = session_partition(session_id)
+        self._spans: dict[StreamId, tuple[int, int]] = {}
+        """The first and last id each stream appended since its last end."""
 
     async def store(self, stream_id: StreamId, message: JSONRPCMessage, text: str | None = None) -> StoredMessage:
         """Record an outbound message, and hand back the JSON written (sent as is, never serialized again).
@@ -74,8 +77,11 @@ class SessionEventStore(EventStore):
         """
         try:
             event_id = await self._log.append(self.partition, stream_id, data)
+            first = self._spans.pop(stream_id, (event_id, event_id))[0]
             if final or stream_id == GET_STREAM_KEY:
-                await self._log.end_stream(self.partition, stream_id)
+                await self._log.end_stream(self.partition, stream_id, first, event_id)
+            else:
+                self._spans[stream_id] = (first, event_id)
             return str(event_id)
         except StoreError as exc:
             logger.error("event store failed, sending without an event id: %s", exc)

@@ -128,11 +128,12 @@ class EventLog(Protocol):
         """Every event of `stream` with an id greater than `after`, in order."""
         ...
 
-    async def end_stream(self, partition: str, stream: str) -> None:
-        """Every event of `stream` appended so far is kept for `Retention.streams` seconds more, then dropped.
+    async def end_stream(self, partition: str, stream: str, first: int, last: int) -> None:
+        """The events of `stream` from id `first` to `last` are kept `Retention.streams` seconds more, then dropped.
 
-        Events appended to the same stream later are not: a later end covers them (a client
-        may reuse a finished request's id; the standalone stream is ended after every event).
+        Its writer names the ids it appended since the stream's last end: events appended to
+        the same stream later are not covered (a client may reuse a finished request's id; the
+        standalone stream is ended after every event).
         """
         ...
 

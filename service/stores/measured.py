@@ -70,8 +70,8 @@ class MeasuredStorage:
     async def read(self, partition: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
         return await self._measure("read", self._storage.read(partition, stream, after))
 
-    async def end_stream(self, partition: str, stream: str) -> None:
-        await self._queued("end_stream", self._storage.end_stream(partition, stream))
+    async def end_stream(self, partition: str, stream: str, first: int, last: int) -> None:
+        await self._queued("end_stream", self._storage.end_stream(partition, stream, first, last))
 
     async def end_partition(self, partition: str) -> None:
         await self._queued("end_partition", self._storage.end_partition(partition))

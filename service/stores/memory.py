@@ -17,7 +17,7 @@ from typing import Self
 
 from service.jobs.models import JobRecord, JobStatus, new_job_id
 from service.stores.base import Retention, StoredEvent, StoreStats, job_partition
-from service.stores.stream_ends import OpenStreams, StreamEnd
+from service.stores.stream_ends import StreamEnd, queue_end
 
 __all__ = ["MemoryStorage"]
 
@@ -110,7 +110,6 @@ class MemoryStorage:
         self._ids = itertools.count(1)
         self._partitions: dict[str, _PartitionLog] = {}
         self._ended: deque[tuple[float, str]] = deque()
-        self._open_streams = OpenStreams()
         self._stream_ends: deque[StreamEnd] = deque()
         self._jobs: dict[str, JobRecord] = {}
         self._finished: OrderedDict[str, float] = OrderedDict()
@@ -135,7 +134,6 @@ class MemoryStorage:
             log = self._partitions[partition] = _PartitionLog()
         event_id = next(self._ids)
         log.append(stream, event_id, data)
-        self._open_streams.appended(partition, stream, event_id)
         self._events += 1
         self._bytes += len(data or b"")
         if log.count > self._max_events:
@@ -164,21 +162,18 @@ class MemoryStorage:
         first = bisect_right(events.ids, after, lo=events.start)
         return [StoredEvent(events.ids[i], events.data[i]) for i in range(first, len(events.ids))]
 
-    async def end_stream(self, partition: str, stream: str) -> None:
+    async def end_stream(self, partition: str, stream: str, first: int, last: int) -> None:
         now = time.monotonic()
-        end = self._open_streams.end(partition, stream, now + self._retention.streams)
-        if end is not None and not (self._stream_ends and self._stream_ends[-1].absorb(end)):
-            self._stream_ends.append(end)
+        queue_end(self._stream_ends, StreamEnd(partition, stream, first, last, now + self._retention.streams))
         self._purge_step(now, PURGE_STEP)
 
     async def end_partition(self, partition: str) -> None:
         now = time.monotonic()
-        self._open_streams.forget(partition)
         self._ended.append((now + self._retention.events, partition))
         self._purge_step(now, PURGE_STEP)
 
     async def seal(self, partition: str) -> None:
-        self._open_streams.forget(partition)
+        return None  # nothing is kept about a partition besides its events
 
     # JobStore
 

@@ -77,7 +77,7 @@ from service.stores.base import (
 )
 from service.stores.redis_wire import Command, PipelineWire, RespWire, Wire
 from service.stores.shares import Share
-from service.stores.stream_ends import OpenStreams, StreamEnd
+from service.stores.stream_ends import StreamEnd, queue_end
 
 __all__ = ["RedisStorage"]
 
@@ -453,7 +453,6 @@ class RedisStorage:
         self._stats_cache = stats_cache
         """Seconds `stats` reuses its count: counting walks every stream, and health probes ask often."""
         self._local_sessions: set[str] = set()
-        self._open_streams = OpenStreams()
         self._ends_due: dict[str, float] = {}
         """When the next ended stream of each session written here expires (wall clock, seconds)."""
         self._jobs_share = Share(limit=0)
@@ -686,7 +685,6 @@ class RedisStorage:
         queue = self._queue()
         event_id = self._next_id()
         queue.events.setdefault(partition, []).append((event_id, stream, data))
-        self._open_streams.appended(partition, stream, event_id)
         return event_id
 
     async def stream_of(self, partition: str, event_id: int) -> str | None:
@@ -701,17 +699,12 @@ class RedisStorage:
         wanted = stream.encode()
         return [_event(entry_id, fields) for entry_id, fields in entries if fields[b"s"] == wanted]
 
-    async def end_stream(self, partition: str, stream: str) -> None:
-        end = self._open_streams.end(partition, stream, time.time() + self._retention.streams)
-        if end is None:
-            return
-        ends = self._queue().ends.setdefault(partition, [])
-        if not (ends and ends[-1].absorb(end)):
-            ends.append(end)
-        self._ends_due.setdefault(partition, end.expires)
+    async def end_stream(self, partition: str, stream: str, first: int, last: int) -> None:
+        expires = time.time() + self._retention.streams
+        queue_end(self._queue().ends.setdefault(partition, []), StreamEnd(partition, stream, first, last, expires))
+        self._ends_due.setdefault(partition, expires)
 
     async def end_partition(self, partition: str) -> None:
-        self._open_streams.forget(partition)
         self._ends_due.pop(partition, None)  # its events all go with the partition's keys
         ttl = round(self._retention.events * 1000)
         self._queue().commands += [
@@ -721,7 +714,6 @@ class RedisStorage:
 
     async def seal(self, partition: str) -> None:
         """Mark the end of a job's log, for followers on other replicas (with its final record, if queued)."""
-        self._open_streams.forget(partition)
         if partition.startswith(JOB_LOG_PREFIX):
             self._queue().seals.add(partition.removeprefix(JOB_LOG_PREFIX))
 

@@ -44,7 +44,7 @@ import anyio.to_thread
 
 from service.jobs.models import JobRecord, JobStatus, new_job_id
 from service.stores.base import JOB_LOG_PREFIX, Retention, StoredEvent, StoreError, StoreStats, job_partition
-from service.stores.stream_ends import OpenStreams, StreamEnd
+from service.stores.stream_ends import StreamEnd, queue_end
 
 __all__ = ["SQLiteStorage"]
 
@@ -127,7 +127,6 @@ class SQLiteStorage:
         self._writing: list[_Row] = []  # the batch being written right now
         self._writing_jobs: dict[str, JobRecord] = {}
         self._ended: dict[str, float] = {}
-        self._open_streams = OpenStreams()
         self._stream_ends: deque[StreamEnd] = deque()
         """Ended streams of live sessions, by expiry. In memory only, as the sessions are: a restart ends every
         session (`_end_orphaned_partitions`), and what they held goes `Retention.events` later."""
@@ -172,7 +171,6 @@ class SQLiteStorage:
         event_id = self._next_id
         self._next_id += 1
         self._rows.append((event_id, partition, stream, data))
-        self._open_streams.appended(partition, stream, event_id)
         count = self._counts[partition] = self._counts.get(partition, 0) + 1
         if count > self._max_events:
             self._over_cap.add(partition)
@@ -215,19 +213,15 @@ class SQLiteStorage:
         written = {event.id for event in stored}
         return stored + [event for event in pending if event.id not in written]
 
-    async def end_stream(self, partition: str, stream: str) -> None:
-        end = self._open_streams.end(partition, stream, time.time() + self._retention.streams)
-        if end is not None and not (self._stream_ends and self._stream_ends[-1].absorb(end)):
-            self._stream_ends.append(end)
+    async def end_stream(self, partition: str, stream: str, first: int, last: int) -> None:
+        queue_end(self._stream_ends, StreamEnd(partition, stream, first, last, time.time() + self._retention.streams))
 
     async def end_partition(self, partition: str) -> None:
         self._ended[partition] = time.time() + self._retention.events
         self._counts.pop(partition, None)
-        self._open_streams.forget(partition)
 
     async def seal(self, partition: str) -> None:
         self._counts.pop(partition, None)
-        self._open_streams.forget(partition)
 
     # JobStore
 

@@ -1,18 +1,18 @@
-"""Which events an `end_stream` covers: the span of a stream appended since its last end.
+"""An `end_stream`: which events of a stream go, and when.
 
 Every backend keeps events by partition, in id order, with the streams of one partition
 interleaved. Dropping an ended stream's events must not walk the whole partition (a live
-session may hold a long job's stream beside thousands of finished calls), so each end
-records the ids of its first and last event: the backend deletes that stream's events in
-that range only. The spans live in the writer's memory, one per open stream: a partition
-has one writer (`service.stores.base`).
+session may hold a long job's stream beside thousands of finished calls), so an end names
+the ids of its stream's first and last event, which its writer knows (a partition has one
+writer, `service.stores.base`): the backend deletes that stream's events in that range only.
 """
 
 from __future__ import annotations
 
+from collections.abc import MutableSequence
 from dataclasses import dataclass
 
-__all__ = ["ABSORB_WINDOW", "OpenStreams", "StreamEnd"]
+__all__ = ["ABSORB_WINDOW", "StreamEnd", "queue_end"]
 
 ABSORB_WINDOW = 1.0
 """Seconds within which ends of one stream make one record: its events then go up to this much late."""
@@ -28,47 +28,16 @@ class StreamEnd:
     last: int
     expires: float
 
-    def absorb(self, later: StreamEnd) -> bool:
-        """Take in a later end of the same stream, made soon after (a stream ended event by event); else False."""
+
+def queue_end(ends: MutableSequence[StreamEnd], end: StreamEnd) -> None:
+    """Queue `end` after `ends`, by expiry; a stream ended event by event (the GET stream) takes one record."""
+    if ends:
+        latest = ends[-1]
         if (
-            later.partition != self.partition
-            or later.stream != self.stream
-            or later.expires - self.expires > ABSORB_WINDOW
+            latest.partition == end.partition
+            and latest.stream == end.stream
+            and end.expires - latest.expires <= ABSORB_WINDOW
         ):
-            return False
-        self.last, self.expires = later.last, later.expires
-        return True
-
-
-class OpenStreams:
-    """The span of every stream with events not yet ended, per partition."""
-
-    __slots__ = ("_spans",)
-
-    def __init__(self) -> None:
-        self._spans: dict[str, dict[str, list[int]]] = {}
-
-    def appended(self, partition: str, stream: str, event_id: int) -> None:
-        streams = self._spans.get(partition)
-        if streams is None:
-            self._spans[partition] = {stream: [event_id, event_id]}
+            latest.last, latest.expires = end.last, end.expires
             return
-        span = streams.get(stream)
-        if span is None:
-            streams[stream] = [event_id, event_id]
-        else:
-            span[1] = event_id
-
-    def end(self, partition: str, stream: str, expires: float) -> StreamEnd | None:
-        """The end of what `stream` has appended since its last end; None if nothing."""
-        streams = self._spans.get(partition)
-        span = None if streams is None else streams.pop(stream, None)
-        if span is None:
-            return None
-        if not streams:
-            del self._spans[partition]
-        return StreamEnd(partition, stream, span[0], span[1], expires)
-
-    def forget(self, partition: str) -> None:
-        """The partition is ended or sealed: what it holds goes with it, or stays with it."""
-        self._spans.pop(partition, None)
+    ends.append(end)

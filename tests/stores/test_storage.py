@@ -118,7 +118,7 @@ async def test_an_ended_stream_goes_after_its_retention_while_its_session_lives(
     async with make_storage(retention=Retention(events=60, streams=0)) as storage:
         finished = [await storage.append("s", "0", b"%d" % i) for i in range(5)]
         running = [await storage.append("s", "1", b"running")]
-        await storage.end_stream("s", "0")
+        await storage.end_stream("s", "0", finished[0], finished[-1])
         reused = await storage.append("s", "0", b"a later request with the same id")
         running.append(await storage.append("s", "1", b"running"))
         await storage.purge()
@@ -132,7 +132,7 @@ async def test_an_ended_stream_goes_after_its_retention_while_its_session_lives(
 async def test_an_ended_stream_stays_resumable_within_its_retention(make_storage: Factory) -> None:
     async with make_storage(retention=Retention(events=60, streams=60)) as storage:
         ids = [await storage.append("s", "0", b"%d" % i) for i in range(3)]
-        await storage.end_stream("s", "0")
+        await storage.end_stream("s", "0", ids[0], ids[-1])
         await storage.purge()
         assert [e.id for e in await storage.read("s", "0")] == ids
 
@@ -141,10 +141,10 @@ async def test_a_stream_ended_after_every_event_is_bounded_by_age(make_storage: 
     """The session's standalone stream: each event goes a retention after it was written."""
     async with make_storage(retention=Retention(events=60, streams=1.0)) as storage:
         old = await storage.append("s", "_GET_stream", b"old")
-        await storage.end_stream("s", "_GET_stream")
+        await storage.end_stream("s", "_GET_stream", old, old)
         await anyio.sleep(1.2)
         new = await storage.append("s", "_GET_stream", b"new")
-        await storage.end_stream("s", "_GET_stream")
+        await storage.end_stream("s", "_GET_stream", new, new)
         await storage.purge()
         assert await storage.stream_of("s", old) is None
         assert [e.id for e in await storage.read("s", "_GET_stream")] == [new]
@@ -152,12 +152,12 @@ async def test_a_stream_ended_after_every_event_is_bounded_by_age(make_storage: 
 
 async def test_a_long_ended_stream_goes_in_bounded_steps_and_leaves_its_neighbours(make_storage: Factory) -> None:
     async with make_storage(max_events=10_000, retention=Retention(events=60, streams=0)) as storage:
-        neighbours = []
+        neighbours, long = [], []
         for i in range(3000):
-            await storage.append("s", "long", b"%d" % i)
+            long.append(await storage.append("s", "long", b"%d" % i))
             if i % 2:
                 neighbours.append(await storage.append("s", "other", b"%d" % i))
-        await storage.end_stream("s", "long")
+        await storage.end_stream("s", "long", long[0], long[-1])
         await storage.purge()
         assert await storage.read("s", "long") == []
         assert (await storage.stats()).events == len(neighbours)
