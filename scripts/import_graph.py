@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent / "service"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("service", "service.settings", "service.sse", "service.telemetry"),
-    ("service.jobs", "service.jobs.models", "service.jobs.sinks"),
+    ("service.domain",),
     ("service.stores",),
-    ("service.jobs.engine",),
+    ("service.jobs",),
     ("service.auth", "service.errors", "service.middleware"),
     ("service.mcp",),
     ("service.api", "service.dashboard"),

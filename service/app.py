@@ -24,9 +24,9 @@ from service.api.deps import Services
 from service.api.jobs import jobs_router
 from service.api.schemas import JobCreate
 from service.auth import StaticTokenVerifier
+from service.domain.jobs import SpecLimits, new_runner_id, spec_model
 from service.errors import exception_handlers
 from service.jobs.engine import JobEngine, JobLimits
-from service.jobs.models import SpecLimits, new_runner_id, spec_model
 from service.lifecycle import Lifecycle
 from service.mcp.manager import SessionManager
 from service.mcp.metrics import McpMetricsMiddleware

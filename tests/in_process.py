@@ -22,8 +22,8 @@ from mcp.client.streamable_http import streamable_http_client
 from harness.clients import Received
 from service import __version__
 from service.app import ServiceApp, create_app
+from service.domain.jobs import SpecLimits, spec_model
 from service.jobs.engine import JobEngine, JobLimits
-from service.jobs.models import SpecLimits, spec_model
 from service.mcp.server import build_server
 from service.mcp.tools import McpTool
 from service.settings import Settings, StoreBackend

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 
 from service.auth import principal_of
+from service.domain.notifications import SessionDirectory
 from service.jobs.engine import JobEngine
-from service.jobs.sinks import SessionDirectory
 from service.settings import Settings
 from service.telemetry.metrics import Metrics
 

@@ -13,8 +13,8 @@ from service import sse
 from service.api.deps import EngineDep, PrincipalDep, ServicesDep
 from service.api.responses import error_responses
 from service.api.schemas import Job, JobCreate, JobPage
+from service.domain.jobs import JOB_ID_PATTERN, JobOrigin, JobRecord, JobStatus
 from service.jobs.engine import JobEngine, TooManyJobs
-from service.jobs.models import JOB_ID_PATTERN, JobOrigin, JobRecord, JobStatus
 from service.stores.base import EVENT_ID_PATTERN, parse_event_id
 
 __all__ = ["jobs_router"]

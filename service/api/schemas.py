@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.jobs.models import JOB_ID_PATTERN, JobOrigin, JobRecord, JobSpec, JobStatus
+from service.domain.jobs import JOB_ID_PATTERN, JobOrigin, JobRecord, JobSpec, JobStatus
 
 __all__ = ["ErrorBody", "Health", "Job", "JobCreate", "JobPage"]
 

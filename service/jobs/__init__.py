@@ -1,2 +1,1 @@
-"""Jobs: what may be asked for and what is kept (`models`), where notifications go (`sinks`),
-and what runs them (`engine`)."""
+"""What runs jobs (`engine`): admission, the notification loop, and the record of every job it starts."""

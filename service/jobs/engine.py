@@ -22,8 +22,8 @@ import anyio
 from anyio.abc import TaskGroup
 from opentelemetry.trace import Tracer
 
-from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus, new_runner_id, utcnow
-from service.jobs.sinks import Notification, Sink
+from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, new_job_id, new_runner_id, utcnow
+from service.domain.notifications import Notification, Sink
 from service.stores.base import LOG_STREAM, Admission, JobBoard, Storage, StoredEvent, StoreStats, job_partition
 from service.stores.local import LocalBoard
 from service.telemetry import context
@@ -188,7 +188,7 @@ class JobEngine:
         task_group = self._task_group
         if task_group is None:
             raise RuntimeError("the job engine is not running")
-        job = JobRecord.new(self._storage.new_job_id(), spec, origin, session_id, owner, self.runner_id)
+        job = JobRecord.new(new_job_id(), spec, origin, session_id, owner, self.runner_id)
         await self._admit(job, announce=True)  # its id goes to a client that may ask another replica next
         await self._storage.save_job(job)
         live = self._live[job.id] = _LiveJob(job, list(sinks))
@@ -212,7 +212,7 @@ class JobEngine:
         """
         if self._task_group is None:
             raise RuntimeError("the job engine is not running")
-        job = JobRecord.new(self._storage.new_job_id(), spec, origin, session_id, owner, self.runner_id)
+        job = JobRecord.new(new_job_id(), spec, origin, session_id, owner, self.runner_id)
         await self._admit(job, announce=False)  # other replicas see it within the store's next write
         live = self._live[job.id] = _LiveJob(job, list(sinks))
         await self._run(live)

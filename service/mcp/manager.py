@@ -24,7 +24,7 @@ from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from typing_extensions import override
 
-from service.jobs.sinks import Notification, Sink
+from service.domain.notifications import Notification, Sink
 from service.mcp import fast_path as speed_layer
 from service.mcp.event_store import SessionEventStore, session_partition
 from service.mcp.keepalive import set_modern_ping_interval

@@ -19,8 +19,8 @@ from mcp_types import (
     SetLevelRequestParams,
 )
 
+from service.domain.jobs import JobSpec
 from service.jobs.engine import JobEngine
-from service.jobs.models import JobSpec
 from service.mcp.tools import McpTool, error_result, notification_tool
 
 __all__ = ["SERVER_NAME", "build_server"]

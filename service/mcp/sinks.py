@@ -8,7 +8,7 @@ from mcp.server.session import ServerSession
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCNotification, RequestId
 
-from service.jobs.sinks import Notification, json_string
+from service.domain.notifications import Notification, json_string
 from service.mcp.fast_path import RequestStream
 from service.mcp.resumable import ResumableTransport
 from service.stores.base import SessionRelay

@@ -14,9 +14,9 @@ from mcp_types import CallToolResult, TextContent, Tool
 from pydantic import ValidationError
 
 from service.auth import principal_of
+from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus
+from service.domain.notifications import Sink
 from service.jobs.engine import JobEngine, TooManyJobs
-from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus
-from service.jobs.sinks import Sink
 from service.mcp.fast_path import RequestStream
 from service.mcp.sinks import RequestStreamSink, SerializedRequestStreamSink
 

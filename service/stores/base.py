@@ -39,8 +39,8 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, Self
 
-from service.jobs.models import JobRecord, JobStatus
-from service.jobs.sinks import Notification
+from service.domain.jobs import JobRecord, JobStatus
+from service.domain.notifications import Notification
 
 __all__ = [
     "EVENT_ID_PATTERN",
@@ -147,13 +147,6 @@ class EventLog(Protocol):
 
 
 class JobStore(Protocol):
-    def new_job_id(self) -> str:
-        """An id no other job of this store has had, nor will have, whichever process asks.
-
-        Time-ordered: `was_purged` relies on it, and indexes stay append-only.
-        """
-        ...
-
     async def save_job(self, job: JobRecord) -> None: ...
 
     async def get_job(self, job_id: str) -> JobRecord | None: ...
@@ -165,7 +158,7 @@ class JobStore(Protocol):
     async def was_purged(self, job_id: str) -> bool:
         """Whether an id that is not found is as old as a job retention purged: it may have existed.
 
-        Job ids are time-ordered (`new_job_id`), so the newest id purged is all a store keeps.
+        Job ids are time-ordered (`service.domain.jobs.new_job_id`), so the newest id purged is all a store keeps.
         """
         ...
 

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
-from service.jobs.models import JobRecord, JobStatus, utcnow
-from service.jobs.sinks import Notification
+from service.domain.jobs import JobRecord, JobStatus, utcnow
+from service.domain.notifications import Notification
 from service.stores.base import LOG_STREAM, Admission, Runner, SessionRecord, Storage, job_partition
 
 __all__ = ["LocalBoard", "LocalRelay"]

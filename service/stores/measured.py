@@ -10,7 +10,7 @@ from typing import Self, TypeVar
 
 from opentelemetry.trace import Tracer
 
-from service.jobs.models import JobRecord, JobStatus
+from service.domain.jobs import JobRecord, JobStatus
 from service.stores.base import Storage, StoredEvent, StoreError, StoreStats
 from service.telemetry.metrics import Metrics
 
@@ -78,9 +78,6 @@ class MeasuredStorage:
 
     async def seal(self, partition: str) -> None:
         await self._queued("seal", self._storage.seal(partition))
-
-    def new_job_id(self) -> str:
-        return self._storage.new_job_id()
 
     async def save_job(self, job: JobRecord) -> None:
         await self._queued("save_job", self._storage.save_job(job))

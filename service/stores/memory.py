@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from service.jobs.models import JobRecord, JobStatus, new_job_id
+from service.domain.jobs import JobRecord, JobStatus
 from service.stores.base import Retention, StoredEvent, StoreStats, job_partition
 from service.stores.stream_ends import StreamEnd, queue_end
 
@@ -176,9 +176,6 @@ class MemoryStorage:
         return None  # nothing is kept about a partition besides its events
 
     # JobStore
-
-    def new_job_id(self) -> str:
-        return new_job_id()
 
     async def save_job(self, job: JobRecord) -> None:
         self._jobs[job.id] = job.model_copy()

@@ -62,8 +62,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
 
-from service.jobs.models import JobRecord, JobStatus, new_job_id, utcnow
-from service.jobs.sinks import Notification
+from service.domain.jobs import JobRecord, JobStatus, new_runner_id, utcnow
+from service.domain.notifications import Notification
 from service.stores.base import (
     JOB_LOG_PREFIX,
     LOG_STREAM,
@@ -433,7 +433,7 @@ class RedisStorage:
         self._retention = retention
         self._prefix = prefix
         self.replica = replica
-        self.runner = runner or new_job_id()[-12:]
+        self.runner = runner or new_runner_id()
         """The engine this store leases jobs to (`JobEngine.runner_id`)."""
         self._open_ttl = round((retention.events + idle_horizon) * 1000)
         self._lease_ms = round(lease_ttl * 1000)
@@ -718,9 +718,6 @@ class RedisStorage:
             self._queue().seals.add(partition.removeprefix(JOB_LOG_PREFIX))
 
     # JobStore
-
-    def new_job_id(self) -> str:
-        return new_job_id()
 
     async def save_job(self, job: JobRecord) -> None:
         self._queue().jobs[job.id] = job.model_copy()

@@ -42,7 +42,7 @@ from typing import Self, TypeVar
 import anyio
 import anyio.to_thread
 
-from service.jobs.models import JobRecord, JobStatus, new_job_id
+from service.domain.jobs import JobRecord, JobStatus
 from service.stores.base import JOB_LOG_PREFIX, Retention, StoredEvent, StoreError, StoreStats, job_partition
 from service.stores.stream_ends import StreamEnd, queue_end
 
@@ -224,9 +224,6 @@ class SQLiteStorage:
         self._counts.pop(partition, None)
 
     # JobStore
-
-    def new_job_id(self) -> str:
-        return new_job_id()
 
     async def save_job(self, job: JobRecord) -> None:
         self._jobs[job.id] = job.model_copy()

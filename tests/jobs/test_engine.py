@@ -10,9 +10,9 @@ import anyio.lowlevel
 import pytest
 from typing_extensions import override
 
+from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, new_job_id
+from service.domain.notifications import Notification
 from service.jobs.engine import BURST, JobEngine, JobLimits, TooManyJobs
-from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus
-from service.jobs.sinks import Notification
 from service.stores.base import Retention, job_partition
 from service.stores.memory import MemoryStorage
 
@@ -184,7 +184,7 @@ async def test_shutdown_records_running_jobs_as_interrupted(storage: MemoryStora
 
 
 async def test_jobs_left_running_by_a_previous_process_are_marked_interrupted(storage: MemoryStorage) -> None:
-    leftover = JobRecord.new(storage.new_job_id(), spec(count=5), JobOrigin.REST, None, None, "a-crashed-process")
+    leftover = JobRecord.new(new_job_id(), spec(count=5), JobOrigin.REST, None, None, "a-crashed-process")
     leftover.status = JobStatus.RUNNING
     await storage.save_job(leftover)
     await storage.append(job_partition(leftover.id), "log", b"{}")

@@ -16,9 +16,9 @@ import anyio
 import pytest
 
 from service.cluster.redis_server import RedisServer
+from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, new_job_id
+from service.domain.notifications import Notification
 from service.jobs.engine import JobEngine, JobLimits, TooManyJobs
-from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus
-from service.jobs.sinks import Notification
 from service.stores.base import Admission, Retention, job_partition
 from service.stores.redis import RedisStorage
 
@@ -132,7 +132,7 @@ async def test_an_engine_asks_redis_only_once_its_share_is_used_up(redis: RedisS
     """Under `SERVICE_MAX_JOBS=1600` a share keeps 16 slots spare: ten admissions ask once, for 1 + 16."""
     async with store(redis, prefix, "a") as a:
         for _ in range(10):
-            job = JobRecord.new(a.new_job_id(), spec(), JobOrigin.MCP, None, None, a.runner)
+            job = JobRecord.new(new_job_id(), spec(), JobOrigin.MCP, None, None, a.runner)
             assert await a.admit(job, max_jobs=1600, max_jobs_per_session=100, announce=False) is Admission.ADMITTED
         await a.flush()
         assert redis.command("HGET", f"{prefix}:{{jobs}}:shares", a.runner) == "17"
@@ -193,7 +193,7 @@ async def test_a_job_whose_lease_expires_is_recorded_as_interrupted(
 ) -> None:
     """Its engine died without a word (here: admitted and recorded the job, then never renewed its lease)."""
     async with store(redis, prefix, "dead") as dead:
-        job = JobRecord.new(dead.new_job_id(), spec(count=10), JobOrigin.REST, None, None, "dead")
+        job = JobRecord.new(new_job_id(), spec(count=10), JobOrigin.REST, None, None, "dead")
         await dead.admit(job, max_jobs=10, max_jobs_per_session=10)
         job.status = JobStatus.RUNNING
         await dead.save_job(job)

@@ -9,8 +9,8 @@ from mcp_types import INVALID_PARAMS, TextContent
 
 from harness.clients import Received
 from service import __version__
+from service.domain.jobs import JobOrigin, JobSpec, JobStatus, SpecLimits, spec_model
 from service.jobs.engine import JobEngine, JobLimits
-from service.jobs.models import JobOrigin, JobSpec, JobStatus, SpecLimits, spec_model
 from service.mcp.server import build_server
 from service.mcp.tools import TOOL_NAME
 from service.stores.base import Retention

@@ -10,7 +10,7 @@ from uuid import uuid4
 import anyio
 import pytest
 
-from service.jobs.models import JobOrigin, JobRecord, JobSpec, JobStatus, new_job_id, utcnow
+from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, new_job_id, utcnow
 from service.stores.base import Retention, Storage, job_partition
 from service.stores.memory import MemoryStorage
 from service.stores.redis import RedisStorage

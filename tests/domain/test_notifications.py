@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from service.jobs.sinks import Notification
+from service.domain.notifications import Notification
 
 pytestmark = pytest.mark.in_process
 

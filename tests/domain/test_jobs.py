@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from service.jobs.models import JOB_ID_PATTERN, JobSpec, SpecLimits, new_job_id, spec_model
+from service.domain.jobs import JOB_ID_PATTERN, JobSpec, SpecLimits, new_job_id, spec_model
 
 pytestmark = pytest.mark.in_process
 
