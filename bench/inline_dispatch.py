@@ -32,8 +32,8 @@ from mcp_types import JSONRPCRequest
 from typing_extensions import override
 
 from service import cli
-from service.mcp import fast_path
-from service.mcp.fast_path import FastTransport
+from service.mcp import fast_transport
+from service.mcp.fast_transport import FastTransport
 
 OnRequest = Callable[[Any, str, Mapping[str, Any] | None], Awaitable[dict[str, Any]]]
 Handler = tuple[jsonrpc_dispatcher.JSONRPCDispatcher[Any], OnRequest]
@@ -113,7 +113,7 @@ def inline_transport(handlers: dict[int, Handler]) -> type[FastTransport]:
 def main() -> None:
     handlers: dict[int, Handler] = {}
     record_handlers(handlers)
-    fast_path.FastTransport = inline_transport(handlers)  # type: ignore[misc]  # what SessionManager builds
+    fast_transport.FastTransport = inline_transport(handlers)  # type: ignore[misc]  # what SessionManager builds
     cli.main()
 
 

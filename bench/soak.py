@@ -52,7 +52,7 @@ from bench.loadgen.session import McpSession
 from bench.report import with_section
 from harness.clients import Received, mcp_client
 from harness.service import ServiceProcess, running_service
-from service.mcp.tools import TOOL_NAME
+from service.tools.notification_stream import TOOL_NAME
 
 
 @dataclass

@@ -17,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import LoggingMessageNotificationParams
 
 from harness.service import REPO, Endpoint
-from service.mcp.tools import TOOL_NAME
+from service.tools.notification_stream import TOOL_NAME
 
 __all__ = [
     "INITIALIZE",

@@ -23,7 +23,7 @@ from mcp_types import CallToolRequest, CallToolRequestParams, CallToolResult
 
 from harness.clients import Received, mcp_client, run_node_client
 from harness.proxy import CuttingProxy, cutting_proxy
-from service.mcp.tools import TOOL_NAME
+from service.tools.notification_stream import TOOL_NAME
 
 INDEX = re.compile(r"Notification (\d+)/")
 

@@ -59,7 +59,8 @@ class ServiceProcess(OnLoopback):
     """The real service, `python -m service`, under uvicorn on 127.0.0.1, configured by env vars.
 
     `module` swaps in another entry point that serves the same app (the conformance tests add
-    fixture tools with `tests.conformance.serve`).
+    fixture tools with `tests.conformance.serve`); `argv` replaces `-m module` altogether (a host
+    app under plain uvicorn), whose health route is then at `health_path`.
     """
 
     workdir: Path
@@ -67,6 +68,8 @@ class ServiceProcess(OnLoopback):
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     module: str = "service"
+    argv: tuple[str, ...] = ()
+    health_path: str = "/healthz"
 
     @property
     def log_path(self) -> Path:
@@ -81,15 +84,16 @@ class ServiceProcess(OnLoopback):
             **self.env,
         }
         log = self.log_path.open("ab")
+        argv = [part.format(port=self.port) for part in self.argv] if self.argv else ["-m", self.module]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module], cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, *argv], cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.base_url}{self.health_path}", timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 time.sleep(0.05)

@@ -1,9 +1,11 @@
 """The import graph of `service/`, by layer, and every import that reaches back up a layer.
 
 Data flows one way (README, "Layout"): settings and framing at the bottom, then what a job
-is, where events are stored, the engine, the HTTP guards, MCP, REST, and the app that wires
-them at the top. A module may import its own layer and the ones below; an import of a
-higher layer is a violation, and this exits 1 naming it (`tests/test_architecture.py` runs it).
+is (domain), where events are stored (stores), the resumable MCP core (mcp), the engine
+(jobs), the HTTP guards, the MCP server's tools, REST and the dashboard, the service that
+wires them, and at the top the public names and the command. A module may import its own
+layer and the ones below; an import of a higher layer is a violation, and this exits 1
+naming it (`tests/test_architecture.py` runs it).
 
     uv run python scripts/import_graph.py          # the graph, then the violations (none, one hopes)
 """
@@ -17,15 +19,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "service"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("service", "service.settings", "service.sse", "service.telemetry"),
+    ("service.version", "service.settings", "service.sse", "service.telemetry"),
     ("service.domain",),
     ("service.stores",),
-    ("service.jobs",),
-    ("service.auth", "service.errors", "service.middleware"),
     ("service.mcp",),
+    ("service.jobs",),
+    ("service.auth", "service.errors", "service.middleware", "service.routing"),
+    ("service.tools",),
     ("service.api", "service.dashboard"),
-    ("service.lifecycle", "service.app"),
-    ("service.cli", "service.__main__", "service.cluster"),
+    ("service.lifecycle", "service.notification_service", "service.app"),
+    ("service", "service.cli", "service.__main__", "service.cluster"),
 )
 
 

@@ -1,21 +1,27 @@
-"""Bearer-token authentication shared by /mcp and the REST routes.
+"""Who is calling, the same way on /mcp and the REST routes.
 
-Tokens come from `SERVICE_AUTH_TOKENS`, a JSON object mapping each principal to its token
-or to `sha256:<hex digest of the token>`. Any other scheme (JWT, OAuth introspection) plugs
-in as another `TokenVerifier`: pass it to `create_app(token_verifier=...)`.
+Three ways, the first given wins: a host's own `authenticate(request)` (its session cookie,
+its API keys), which names the principal or returns None; a `TokenVerifier` (JWT, OAuth
+introspection) for bearer tokens; or the static tokens of `SERVICE_AUTH_TOKENS`, a JSON
+object mapping each principal to its token or to `sha256:<hex digest of the token>`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
-from starlette.requests import HTTPConnection
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend
+from mcp.server.auth.provider import AccessToken, TokenVerifier
+from starlette.requests import HTTPConnection, Request
 
-__all__ = ["StaticTokenVerifier", "principal_of"]
+from service.middleware.authentication import UserOf
+
+__all__ = ["Authenticate", "StaticTokenVerifier", "principal_of", "user_of"]
+
+Authenticate = Callable[[Request], Awaitable[str | None]]
+"""A host's authentication: the name of the principal a request comes from, or None (it gets a 401)."""
 
 SHA256_PREFIX = "sha256:"
 
@@ -51,3 +57,30 @@ def principal_of(connection: HTTPConnection) -> str | None:
     """The authenticated principal of a request, or None when authentication is off."""
     user = connection.scope.get("user")
     return user.access_token.client_id if isinstance(user, AuthenticatedUser) else None
+
+
+def user_of(
+    *, authenticate: Authenticate | None, token_verifier: TokenVerifier | None, tokens: Mapping[str, str]
+) -> UserOf | None:
+    """How the service's routes tell who calls, from the first way given; None when authentication is off."""
+    if authenticate is not None:
+        return _named_by(authenticate)
+    if token_verifier is None and tokens:
+        token_verifier = StaticTokenVerifier(tokens)
+    if token_verifier is None:
+        return None
+    backend = BearerAuthBackend(token_verifier)
+
+    async def bearer(request: Request) -> AuthenticatedUser | None:
+        result = await backend.authenticate(request)  # the SDK's: the token's expiry and audience checked
+        return None if result is None else result[1]
+
+    return bearer
+
+
+def _named_by(authenticate: Authenticate) -> UserOf:
+    async def named(request: Request) -> AuthenticatedUser | None:
+        principal = await authenticate(request)
+        return None if principal is None else AuthenticatedUser(AccessToken(token="", client_id=principal, scopes=[]))
+
+    return named

@@ -6,15 +6,12 @@ import argparse
 import gc
 import logging
 import logging.config
-import socket
 import sys
 import warnings
-from collections.abc import Callable
 
 import anyio
 import uvicorn
 from mcp.shared.exceptions import MCPDeprecationWarning
-from typing_extensions import override
 
 from service.app import create_app
 from service.cluster.supervisor import Supervisor
@@ -23,7 +20,7 @@ from service.stores import check_storage
 from service.stores.base import StoreError
 from service.telemetry.logs import logging_config
 
-__all__ = ["Server", "main"]
+__all__ = ["main"]
 
 logger = logging.getLogger("service")
 
@@ -92,22 +89,4 @@ def main(argv: list[str] | None = None) -> None:
         access_log=settings.access_log,
         timeout_graceful_shutdown=settings.shutdown_timeout,
     )
-    Server(config, on_shutdown=app.lifecycle.begin_shutdown).run()
-
-
-class Server(uvicorn.Server):
-    """uvicorn, ending the open streams as soon as shutdown begins.
-
-    `on_shutdown` is the app's `lifecycle.begin_shutdown` (`service.lifecycle` says why).
-    Run the service under your own uvicorn? Use this class, or expect the graceful timeout's wait.
-    """
-
-    @override
-    def __init__(self, config: uvicorn.Config, *, on_shutdown: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_shutdown = on_shutdown
-
-    @override
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self._on_shutdown()
-        await super().shutdown(sockets)
+    uvicorn.Server(config).run()

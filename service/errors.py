@@ -1,4 +1,4 @@
-"""The exception handlers `create_app` installs, for what would otherwise leave as a 500 in plain text.
+"""The exception handlers of the service's routes, for what would otherwise leave as a 500 in plain text.
 
 Every error leaves the service as JSON; `service.middleware.json_errors` reshapes what lower
 layers (the SDK, Starlette, our guards) write as text.
@@ -23,7 +23,7 @@ from starlette.types import Scope
 from service.stores.base import StoreError
 from service.telemetry import context
 
-__all__ = ["exception_handlers", "rpc_error"]
+__all__ = ["exception_handlers", "internal_error", "rpc_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +32,9 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 Handler = Callable[[Request, Any], Awaitable[Response]]
 
 
-def exception_handlers(mcp_path: str) -> dict[type[Exception], Handler]:
-    """What `create_app` installs: `Exception` goes to Starlette's outermost middleware, the last resort."""
-    return {
-        RequestValidationError: invalid_request,
-        HTTPException: http_error,
-        StoreError: storage_unavailable,
-        Exception: _internal_error(mcp_path),
-    }
+def exception_handlers() -> dict[type[Exception], Handler]:
+    """What the service's routes answer for each exception (`internal_error` for the rest)."""
+    return {RequestValidationError: invalid_request, HTTPException: http_error, StoreError: storage_unavailable}
 
 
 async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -65,18 +60,16 @@ async def storage_unavailable(request: Request, exc: StoreError) -> JSONResponse
     return JSONResponse({"detail": f"Storage unavailable: {exc}"}, status_code=503, headers={"Retry-After": "5"})
 
 
-def _internal_error(mcp_path: str) -> Handler:
+def internal_error(*, rpc: bool) -> Handler:
+    """The answer to a bug, as a JSON-RPC error (`rpc`, on the MCP endpoint) or `{"detail": ...}`."""
+
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        """A bug: the client gets an id to quote, the log gets the same id and the traceback."""
+        """The client gets an id to quote, the log gets the same id and the traceback."""
         request_id = context.request_id.get() or uuid4().hex
         logger.error("request %s: %s %s failed", request_id, request.method, request.url.path, exc_info=exc)
         message = f"Internal server error (request {request_id})"
-        body: dict[str, Any] = (
-            rpc_error(INTERNAL_ERROR, message)
-            if request.url.path == mcp_path
-            else {"detail": message, "request_id": request_id}
-        )
-        # Outside `RequestIdMiddleware` (Starlette runs this handler outermost): the header is set here.
+        body = rpc_error(INTERNAL_ERROR, message) if rpc else {"detail": message, "request_id": request_id}
+        # Set here: an app's handler runs outside `RequestIdMiddleware` (Starlette runs it outermost).
         return JSONResponse(body, status_code=500, headers={"X-Request-ID": request_id})
 
     return internal_error

@@ -9,24 +9,25 @@ import anyio
 
 from service.jobs.engine import JobEngine
 from service.mcp.manager import SessionManager
-from service.stores.base import SessionRelay, Storage
+from service.stores.base import Storage
+from service.tools.sessions import LiveSessions
 
 __all__ = ["Lifecycle"]
 
 
 class Lifecycle:
-    """Storage, then the job engine, then the MCP sessions: `running` is the app's lifespan.
+    """Storage, then the job engine, then the MCP sessions: `running` is the service's part of the lifespan.
 
-    The server that runs the app calls `begin_shutdown` as its shutdown begins (`service.cli`
-    does): uvicorn waits for open responses before the lifespan's shutdown runs, and a tool
-    call's stream stays open until its job ends, a GET stream until it is closed.
+    `begin_shutdown` must run as the server's shutdown begins (`NotificationService.running`
+    sees to it): uvicorn waits for open responses before the lifespan's shutdown runs, and a
+    tool call's stream stays open until its job ends, a GET stream until it is closed.
     """
 
-    def __init__(self, storage: Storage, engine: JobEngine, sessions: SessionManager, relay: SessionRelay) -> None:
+    def __init__(self, storage: Storage, engine: JobEngine, sessions: SessionManager, directory: LiveSessions) -> None:
         self._storage = storage
         self._engine = engine
         self._sessions = sessions
-        self._relay = relay
+        self._directory = directory
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -34,7 +35,7 @@ class Lifecycle:
         # storage flushes and closes.
         async with self._storage, self._engine.running(), self._sessions.run(), anyio.create_task_group() as relayed:
             # Notifications of jobs that run on other replicas, for the sessions held here.
-            relayed.start_soon(self._relay.serve_relayed, self._sessions.deliver, name="session relay")
+            relayed.start_soon(self._directory.serve_relayed, name="session relay")
             try:
                 yield
             finally:

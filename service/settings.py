@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     max_sessions: Annotated[int, Field(ge=1)] = 10_000
     sse_retry_ms: Annotated[int, Field(ge=0)] | None = None
     sse_ping_interval: Annotated[float, Field(gt=0)] = 15.0
-    mcp_fast_path: bool = True
+    mcp_fast_transport: bool = True
 
     # Storage
     store: StoreBackend = StoreBackend.SQLITE

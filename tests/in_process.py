@@ -20,15 +20,14 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from harness.clients import Received
-from service import __version__
+from service import McpTool, __version__
 from service.app import ServiceApp, create_app
 from service.domain.jobs import SpecLimits, spec_model
 from service.jobs.engine import JobEngine, JobLimits
-from service.mcp.server import build_server
-from service.mcp.tools import McpTool
 from service.settings import Settings, StoreBackend
 from service.stores.base import Retention
 from service.stores.memory import MemoryStorage
+from service.tools.server import build_server
 
 BASE_URL = "http://127.0.0.1:8000"  # what the Host check accepts; nothing listens there
 

@@ -16,7 +16,7 @@ from mcp.server.auth.provider import AccessToken
 from harness.clients import mcp_client
 from harness.service import ServiceProcess, running_service
 from service.auth import StaticTokenVerifier
-from service.mcp.tools import TOOL_NAME
+from service.tools.notification_stream import TOOL_NAME
 
 ALICE, BOB = "alice-secret-token", "bob-secret-token"
 TOKENS = {"alice": ALICE, "bob": "sha256:" + hashlib.sha256(BOB.encode()).hexdigest()}

@@ -13,7 +13,7 @@ import pytest
 from harness.clients import open_raw_session, tool_call
 from harness.service import ServiceProcess, running_service
 from harness.sse import parse_sse
-from service.mcp.tools import TOOL_NAME
+from service.tools.notification_stream import TOOL_NAME
 
 INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, PARSE_ERROR = -32600, -32601, -32602, -32700
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from mcp_types import CallToolResult, TextContent, Tool
 
+from service import McpTool
 from service.app import create_app
-from service.mcp.tools import McpTool
 from service.settings import Settings, StoreBackend
 from tests.in_process import mcp_over_asgi, rest_client, running_app
 
@@ -60,7 +60,7 @@ async def test_a_tool_that_raises_ends_its_call_with_a_tool_error_not_code_0(cap
     """The SDK answers a plain exception with JSON-RPC error code 0 and its text; here, a tool error."""
     tool = McpTool(Tool(name="explode", input_schema={"type": "object"}), explode)
     async with running_app(extra_tools=(tool,)) as app, mcp_over_asgi(app) as client:
-        with caplog.at_level(logging.ERROR, logger="service.mcp.server"):
+        with caplog.at_level(logging.ERROR, logger="service.tools.server"):
             result = await client.call_tool("explode", {})
     assert result.is_error
     text = result.content[0].text if isinstance(result.content[0], TextContent) else ""

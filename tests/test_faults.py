@@ -18,7 +18,7 @@ import pytest
 
 from harness.clients import INITIALIZE, MCP_HEADERS, mcp_client, tool_call
 from harness.service import ServiceProcess, running_service
-from service.mcp.tools import TOOL_NAME
+from service.tools.notification_stream import TOOL_NAME
 from tests.support import wait_for
 
 

@@ -14,7 +14,7 @@ from mcp_types import CallToolResult
 from harness.clients import mcp_client
 from harness.service import ServiceProcess, running_service
 from harness.sse import parse_sse
-from service.mcp.tools import TOOL_NAME
+from service.tools.notification_stream import TOOL_NAME
 from tests.support import wait_for
 
 

@@ -12,7 +12,7 @@ from mcp_types import TextContent
 
 from harness.clients import mcp_client
 from harness.service import running_service
-from service.mcp.tools import TOOL_NAME
+from service.tools.notification_stream import TOOL_NAME
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from bench.loadgen.http import Exchange, HttpConnection, HttpError, SseReader
-from service.mcp.tools import TOOL_NAME
+from service.tools.notification_stream import TOOL_NAME
 
 PROTOCOL_VERSION = "2025-11-25"
 

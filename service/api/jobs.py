@@ -1,4 +1,8 @@
-"""REST routes to start, list, inspect, cancel, delete and follow notification jobs."""
+"""REST routes to start, list, inspect, cancel, delete and follow notification jobs.
+
+`router` holds every route but the one that starts a job (`service.api.job_creation`), whose
+body's model carries the configured limits.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +14,19 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Response, sta
 from fastapi.responses import StreamingResponse
 
 from service import sse
-from service.api.deps import EngineDep, PrincipalDep, ServicesDep
+from service.api.deps import EngineDep, MetricsDep, PrincipalDep, SettingsDep
 from service.api.responses import error_responses
-from service.api.schemas import Job, JobCreate, JobPage
-from service.domain.jobs import JOB_ID_PATTERN, JobOrigin, JobRecord, JobStatus
-from service.jobs.engine import JobEngine, TooManyJobs
+from service.api.schemas import Job, JobPage
+from service.domain.jobs import JOB_ID_PATTERN, JobRecord, JobStatus
+from service.jobs.engine import JobEngine
 from service.stores.base import EVENT_ID_PATTERN, parse_event_id
 
-__all__ = ["jobs_router"]
+__all__ = ["LINKS_FROM_A_JOB", "job_or_404", "router"]
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job's id: 32 lowercase hex digits.")]
 RESUME_PATTERN = f"^({EVENT_ID_PATTERN.strip('^$')})?$"
 _JOB_ID = {"job_id": "$response.body#/id"}
-_LINKS_FROM_A_JOB = {
+LINKS_FROM_A_JOB = {
     name: {"operationId": name, "parameters": _JOB_ID} for name in ("get_job", "cancel_job", "delete_job", "job_events")
 }
 """OpenAPI links: what a client (or a fuzzer) may do next with the job it just started."""
@@ -32,7 +36,7 @@ MAX_OFFSET = 1_000_000_000
 """Far beyond any store's job count, and well inside a 64-bit integer (SQLite's)."""
 
 
-async def _job_or_404(engine: JobEngine, job_id: str, principal: str | None) -> JobRecord:
+async def job_or_404(engine: JobEngine, job_id: str, principal: str | None) -> JobRecord:
     """The job, if it exists and the caller may see it: another principal's job is "not found" too."""
     job = await engine.get(job_id)
     if job is not None and (principal is None or job.owner == principal):
@@ -46,184 +50,150 @@ async def _job_or_404(engine: JobEngine, job_id: str, principal: str | None) -> 
     raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job {job_id} not found")
 
 
-def jobs_router(job_create: type[JobCreate]) -> APIRouter:
-    """The `/jobs` routes; `job_create` is the body model with the configured limits (`spec_model`)."""
-    router = APIRouter(prefix="/jobs", tags=["jobs"], responses=error_responses(401, 413, 421, 431, 503))
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=error_responses(401, 413, 421, 431, 503))
 
-    async def create_job(body: JobCreate, services: ServicesDep, principal: PrincipalDep) -> Job:
-        """Start a job now and answer at once; follow it at `/jobs/{id}/events`.
 
-        With `session_id`, its notifications are also pushed to that MCP session's standalone
-        GET stream (as `notifications/message`).
-        """
-        sinks = []
-        if body.session_id is not None:
-            sink = await services.sessions.sink_for(body.session_id, owner=principal)
-            if sink is None:
-                raise HTTPException(status.HTTP_404_NOT_FOUND, f"No live MCP session with id {body.session_id!r}")
-            sinks.append(sink)
-        try:
-            job = await services.engine.start(
-                body, origin=JobOrigin.REST, session_id=body.session_id, owner=principal, sinks=sinks
+@router.get("", summary="List jobs, newest first", operation_id="list_jobs")
+async def list_jobs(
+    engine: EngineDep,
+    principal: PrincipalDep,
+    job_status: Annotated[JobStatus | None, Query(alias="status", description="Only jobs in this state.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> JobPage:
+    jobs = await engine.list_jobs(status=job_status, owner=principal, limit=limit + 1, offset=offset)
+    return JobPage(
+        items=[Job.of(job) for job in jobs[:limit]], next_offset=offset + limit if len(jobs) > limit else None
+    )
+
+
+@router.get(
+    "/changes",
+    summary="The caller's jobs as they change (SSE)",
+    operation_id="job_changes",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "A `job` event per change"}},
+)
+async def job_changes(
+    engine: EngineDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=200, description="How many of the newest jobs to watch.")] = 50,
+) -> StreamingResponse:
+    """The newest `limit` jobs at once (a `job` event each, then `synced` with their number), then a `job`
+    event whenever one starts, progresses or ends, on any replica, and `gone` (its id) when one is deleted
+    or purged. It never ends by itself.
+
+    Read from the store every half second: what a dashboard needs, without a stream per job."""
+    ping = settings.sse_ping_interval
+
+    async def stream() -> AsyncIterator[bytes]:
+        seen: dict[str, tuple[JobStatus, int]] = {}
+        quiet, synced = 0.0, False
+        while True:
+            jobs = await engine.list_jobs(owner=principal, limit=limit)
+            frames = [sse.frame(job_id, event="gone") for job_id in seen.keys() - {job.id for job in jobs}]
+            for job in jobs:
+                if seen.get(job.id) != (job.status, job.sent):
+                    frames.append(sse.frame(Job.of(job).model_dump_json(), event="job"))
+            if not synced:  # after the first read: the list is complete, and the stream is live
+                frames.append(sse.frame(str(len(jobs)), event="synced"))
+                synced = True
+            seen = {job.id: (job.status, job.sent) for job in jobs}
+            quiet = 0.0 if frames else quiet + CHANGES_POLL
+            if quiet >= ping:
+                frames.append(sse.PING)
+                quiet = 0.0
+            if frames:
+                yield b"".join(frames)
+            await anyio.sleep(CHANGES_POLL)
+
+    return StreamingResponse(stream(), headers=sse.HEADERS)
+
+
+@router.get("/{job_id}", summary="One job", operation_id="get_job", responses=error_responses(404))
+async def get_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
+    return Job.of(await job_or_404(engine, job_id, principal))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    summary="Cancel a job",
+    operation_id="cancel_job",
+    responses={**error_responses(404), **error_responses(409, description="The job has already ended")},
+)
+async def cancel_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
+    """Stop a running job and answer with it. An MCP client waiting on it gets a result saying
+    it was cancelled after k of n. The job stays listed, as cancelled."""
+    job = await job_or_404(engine, job_id, principal)
+    if job.status.is_final:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"Job {job_id} has already ended ({job.status.value})")
+    cancelled = await engine.cancel(job_id)
+    assert cancelled is not None
+    return Job.of(cancelled)
+
+
+@router.delete(
+    "/{job_id}",
+    summary="Delete a job",
+    operation_id="delete_job",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404),
+)
+async def delete_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Response:
+    """Forget a job and its notifications, cancelling it first if it still runs; it answers 404 after."""
+    await job_or_404(engine, job_id, principal)
+    await engine.delete(job_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{job_id}/events",
+    summary="Follow a job's notifications (Server-Sent Events)",
+    operation_id="job_events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "One `notification` event per notification",
+        },
+        **error_responses(400, description="`Last-Event-ID` is not an event of this job"),
+        **error_responses(404),
+    },
+)
+async def job_events(
+    job_id: JobId,
+    engine: EngineDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    principal: PrincipalDep,
+    # Empty is absent, as in the SSE spec (an empty `id:` resets the client's last event id).
+    last_event_id: Annotated[
+        str, Header(pattern=RESUME_PATTERN, description="Resume after this event id (an `id:` of the stream).")
+    ] = "",
+) -> StreamingResponse:
+    """Every notification of the job so far, then each new one as it is sent, then an `end`
+    event carrying the final job. Reconnect with `Last-Event-ID` to get only what you missed."""
+    await job_or_404(engine, job_id, principal)
+    after = 0
+    if last_event_id:
+        parsed = parse_event_id(last_event_id)
+        if parsed is None or not await engine.owns_event(job_id, parsed):
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                f"Last-Event-ID {last_event_id[:64]!r} is not an event of job {job_id}",
             )
-        except TooManyJobs as exc:
-            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), headers={"Retry-After": "1"}) from None
-        return Job.of(job)
+        after = parsed
+        metrics.replayed("rest", 0)  # the events it resends are not told apart from live ones
 
-    # The body's model carries the configured limits, so it exists only once the settings do:
-    # FastAPI reads it from the signature when the route is added.
-    create_job.__annotations__["body"] = job_create
-    router.add_api_route(
-        "",
-        create_job,
-        methods=["POST"],
-        status_code=status.HTTP_202_ACCEPTED,
-        summary="Start a notification job",
-        operation_id="create_job",
-        responses={
-            202: {"description": "Started", "links": _LINKS_FROM_A_JOB},
-            **error_responses(400, description="The body is not UTF-8"),
-            **error_responses(404, description="`session_id` names no live MCP session"),
-            **error_responses(429),
-        },
-    )
+    async def stream() -> AsyncIterator[bytes]:
+        async for event in engine.follow(job_id, after, heartbeat=settings.sse_ping_interval):
+            if event is None:
+                yield sse.PING
+            else:
+                yield sse.frame((event.data or b"").decode(), event_id=str(event.id), event="notification")
+        final = await engine.get(job_id)
+        if final is not None:  # None: deleted while it was followed
+            yield sse.frame(Job.of(final).model_dump_json(), event="end")
 
-    @router.get("", summary="List jobs, newest first", operation_id="list_jobs")
-    async def list_jobs(
-        engine: EngineDep,
-        principal: PrincipalDep,
-        job_status: Annotated[JobStatus | None, Query(alias="status", description="Only jobs in this state.")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    ) -> JobPage:
-        jobs = await engine.list_jobs(status=job_status, owner=principal, limit=limit + 1, offset=offset)
-        return JobPage(
-            items=[Job.of(job) for job in jobs[:limit]], next_offset=offset + limit if len(jobs) > limit else None
-        )
-
-    @router.get(
-        "/changes",
-        summary="The caller's jobs as they change (SSE)",
-        operation_id="job_changes",
-        response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}, "description": "A `job` event per change"}},
-    )
-    async def job_changes(
-        services: ServicesDep,
-        principal: PrincipalDep,
-        limit: Annotated[int, Query(ge=1, le=200, description="How many of the newest jobs to watch.")] = 50,
-    ) -> StreamingResponse:
-        """The newest `limit` jobs at once (a `job` event each, then `synced` with their number), then a `job`
-        event whenever one starts, progresses or ends, on any replica, and `gone` (its id) when one is deleted
-        or purged. It never ends by itself.
-
-        Read from the store every half second: what a dashboard needs, without a stream per job."""
-        engine, ping = services.engine, services.settings.sse_ping_interval
-
-        async def stream() -> AsyncIterator[bytes]:
-            seen: dict[str, tuple[JobStatus, int]] = {}
-            quiet, synced = 0.0, False
-            while True:
-                jobs = await engine.list_jobs(owner=principal, limit=limit)
-                frames = [sse.frame(job_id, event="gone") for job_id in seen.keys() - {job.id for job in jobs}]
-                for job in jobs:
-                    if seen.get(job.id) != (job.status, job.sent):
-                        frames.append(sse.frame(Job.of(job).model_dump_json(), event="job"))
-                if not synced:  # after the first read: the list is complete, and the stream is live
-                    frames.append(sse.frame(str(len(jobs)), event="synced"))
-                    synced = True
-                seen = {job.id: (job.status, job.sent) for job in jobs}
-                quiet = 0.0 if frames else quiet + CHANGES_POLL
-                if quiet >= ping:
-                    frames.append(sse.PING)
-                    quiet = 0.0
-                if frames:
-                    yield b"".join(frames)
-                await anyio.sleep(CHANGES_POLL)
-
-        return StreamingResponse(stream(), headers=sse.HEADERS)
-
-    @router.get("/{job_id}", summary="One job", operation_id="get_job", responses=error_responses(404))
-    async def get_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
-        return Job.of(await _job_or_404(engine, job_id, principal))
-
-    @router.post(
-        "/{job_id}/cancel",
-        summary="Cancel a job",
-        operation_id="cancel_job",
-        responses={**error_responses(404), **error_responses(409, description="The job has already ended")},
-    )
-    async def cancel_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
-        """Stop a running job and answer with it. An MCP client waiting on it gets a result saying
-        it was cancelled after k of n. The job stays listed, as cancelled."""
-        job = await _job_or_404(engine, job_id, principal)
-        if job.status.is_final:
-            raise HTTPException(status.HTTP_409_CONFLICT, f"Job {job_id} has already ended ({job.status.value})")
-        cancelled = await engine.cancel(job_id)
-        assert cancelled is not None
-        return Job.of(cancelled)
-
-    @router.delete(
-        "/{job_id}",
-        summary="Delete a job",
-        operation_id="delete_job",
-        status_code=status.HTTP_204_NO_CONTENT,
-        responses=error_responses(404),
-    )
-    async def delete_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Response:
-        """Forget a job and its notifications, cancelling it first if it still runs; it answers 404 after."""
-        await _job_or_404(engine, job_id, principal)
-        await engine.delete(job_id)
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-    @router.get(
-        "/{job_id}/events",
-        summary="Follow a job's notifications (Server-Sent Events)",
-        operation_id="job_events",
-        response_class=StreamingResponse,
-        responses={
-            200: {
-                "content": {"text/event-stream": {}},
-                "description": "One `notification` event per notification",
-            },
-            **error_responses(400, description="`Last-Event-ID` is not an event of this job"),
-            **error_responses(404),
-        },
-    )
-    async def job_events(
-        job_id: JobId,
-        services: ServicesDep,
-        principal: PrincipalDep,
-        # Empty is absent, as in the SSE spec (an empty `id:` resets the client's last event id).
-        last_event_id: Annotated[
-            str, Header(pattern=RESUME_PATTERN, description="Resume after this event id (an `id:` of the stream).")
-        ] = "",
-    ) -> StreamingResponse:
-        """Every notification of the job so far, then each new one as it is sent, then an `end`
-        event carrying the final job. Reconnect with `Last-Event-ID` to get only what you missed."""
-        engine = services.engine
-        await _job_or_404(engine, job_id, principal)
-        after = 0
-        if last_event_id:
-            parsed = parse_event_id(last_event_id)
-            if parsed is None or not await engine.owns_event(job_id, parsed):
-                raise HTTPException(
-                    status.HTTP_400_BAD_REQUEST,
-                    f"Last-Event-ID {last_event_id[:64]!r} is not an event of job {job_id}",
-                )
-            after = parsed
-            services.metrics.replayed("rest", 0)  # the events it resends are not told apart from live ones
-
-        async def stream() -> AsyncIterator[bytes]:
-            async for event in engine.follow(job_id, after, heartbeat=services.settings.sse_ping_interval):
-                if event is None:
-                    yield sse.PING
-                else:
-                    yield sse.frame((event.data or b"").decode(), event_id=str(event.id), event="notification")
-            final = await engine.get(job_id)
-            if final is not None:  # None: deleted while it was followed
-                yield sse.frame(Job.of(final).model_dump_json(), event="end")
-
-        return StreamingResponse(stream(), headers=sse.HEADERS)
-
-    return router
+    return StreamingResponse(stream(), headers=sse.HEADERS)

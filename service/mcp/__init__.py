@@ -1,25 +1,21 @@
-"""MCP over StreamableHTTP with lossless resumption: the pieces an app of its own can take.
+"""The resumable MCP core: the SDK's session manager, transport and event store with resumption made correct.
 
-`SessionManager` (with `ResumableTransport` per session, or `FastTransport` over it) and
-`SessionEventStore` are the SDK's manager, transport and event store with resumption made
-correct (`service.mcp.resumable` says what and why); `build_server` and `McpTool` are the
-server and its tools.
+Nothing here knows of jobs. A host with a `Server` of its own and no need for jobs takes
+`SessionManager` with an `EventLog` (a store of `service.stores`) and serves it with the
+SDK's `StreamableHTTPASGIApp`: `service.mcp.transport` says what is made correct, and why;
+`service.mcp.sdk` lists every private member of the SDK this relies on.
 """
 
 from service.mcp.event_store import SessionEventStore, StoredMessage
-from service.mcp.fast_path import FastTransport
-from service.mcp.manager import SessionManager
-from service.mcp.resumable import ResumableTransport
-from service.mcp.server import build_server
-from service.mcp.tools import McpTool, ToolHandler
+from service.mcp.fast_transport import FastTransport
+from service.mcp.manager import SessionListener, SessionManager
+from service.mcp.transport import ResumableTransport
 
 __all__ = [
     "FastTransport",
-    "McpTool",
     "ResumableTransport",
     "SessionEventStore",
+    "SessionListener",
     "SessionManager",
     "StoredMessage",
-    "ToolHandler",
-    "build_server",
 ]

@@ -51,7 +51,7 @@ class SessionEventStore(EventStore):
     async def store(self, stream_id: StreamId, message: JSONRPCMessage, text: str | None = None) -> StoredMessage:
         """Record an outbound message, and hand back the JSON written (sent as is, never serialized again).
 
-        `text`: the message's JSON, when the sender has it already (`fast_path.RequestStream`).
+        `text`: the message's JSON, when the sender has it already (`fast_transport.RequestStream`).
         """
         if text is None:
             text = message.model_dump_json(by_alias=True, exclude_unset=True)
@@ -60,7 +60,7 @@ class SessionEventStore(EventStore):
 
     @override
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
-        """The SDK's entry point: its router (`SERVICE_MCP_FAST_PATH=false`) and its priming events (None)."""
+        """The SDK's entry point: its router (`SERVICE_MCP_FAST_TRANSPORT=false`) and its priming events (None)."""
         if message is not None:
             return (await self.store(stream_id, message)).event_id or ""
         return await self._append(stream_id, None)

@@ -1,49 +1,53 @@
-"""The SDK's session manager, building a resumable transport per session, and the directory of live sessions.
+"""The SDK's session manager, building a resumable transport per session.
 
 Overrides the manager's private `_admit_session` and `_discard_session`: the SDK has no
-public hook for a session's start or end (`tests/mcp/test_sdk_seam.py` guards both).
-Upstream, a transport factory and an `on_session_closed` callback would remove them.
+public hook for a session's start or end (`service.mcp.sdk` lists them, and
+`tests/mcp/test_sdk_seam.py` guards them). Upstream, a transport factory and an
+`on_session_closed` callback would remove them.
 
 With a replica id (`SERVICE_REPLICA_ID`), session ids carry it as a prefix, `<replica>.<hex>`
 (visible ASCII, as the spec asks), so that a load balancer can send each request of a
-session to the replica that holds it; the `SessionRelay` records which replica holds which
-session, and carries notifications of jobs that run elsewhere to it.
+session to the replica that holds it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from uuid import uuid4
 
-import anyio
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from typing_extensions import override
 
-from service.domain.notifications import Notification, Sink
-from service.mcp import fast_path as speed_layer
 from service.mcp.event_store import SessionEventStore, session_partition
+from service.mcp.fast_transport import FastTransport
 from service.mcp.keepalive import set_modern_ping_interval
-from service.mcp.resumable import ResumableTransport
-from service.mcp.sinks import RelayedSessionSink, SessionStreamSink
-from service.stores.base import EventLog, SessionRelay
+from service.mcp.transport import ResumableTransport
+from service.stores.base import EventLog
 from service.telemetry import context
 
-__all__ = ["SessionManager"]
+__all__ = ["SessionListener", "SessionManager"]
 
 logger = logging.getLogger(__name__)
 
 
-class SessionManager(StreamableHTTPSessionManager):
-    """Builds a `ResumableTransport` (or its `FastTransport`) per session; the one owner of the live sessions.
+class SessionListener(Protocol):
+    """Told when a session opens and when it ends (the application's directory of sessions listens)."""
 
-    It is the service's `SessionDirectory` too: a REST job reaches a session's GET stream
-    through the sink it hands out, and a session is in the directory from the moment the
-    manager admits it until it is discarded.
+    def session_opened(self, session_id: str, owner: str | None) -> None: ...
+
+    def session_closed(self, session_id: str) -> None: ...
+
+
+class SessionManager(StreamableHTTPSessionManager):
+    """Builds a `ResumableTransport` (or the `FastTransport` over it) per session, each with its own event store.
+
+    The core of lossless resumption, with nothing of jobs: an app with its own `Server` takes
+    this and an `EventLog` (`service.stores`), and serves it with the SDK's `StreamableHTTPASGIApp`.
     """
 
     @override
@@ -52,51 +56,37 @@ class SessionManager(StreamableHTTPSessionManager):
         app: Server[Any],
         *,
         event_log: EventLog,
-        relay: SessionRelay,
-        ping_interval: float,
+        ping_interval: float = 15.0,
         replica: str = "",
-        fast_path: bool = True,
+        fast: bool = True,
         on_replay: Callable[[int], None] = lambda events: None,
         **options: Any,
     ) -> None:
         super().__init__(app, event_store=None, **options)
         self._event_log = event_log
-        self._relay = relay
         self._id_prefix = f"{replica}." if replica else ""
         self._ping_interval = ping_interval
         set_modern_ping_interval(ping_interval)
         self._on_replay = on_replay
-        self._transport_class = speed_layer.FastTransport if fast_path else ResumableTransport
+        self._transport_class = FastTransport if fast else ResumableTransport
+        self.listeners: list[SessionListener] = []
         # Each live session's principal (None without authentication). Our own record: on
         # shutdown the SDK forgets its sessions before it discards them.
         self._owners: dict[str, str | None] = {}
 
-    async def sink_for(self, session_id: str, owner: str | None) -> Sink | None:
-        """Where a job started elsewhere reaches the session's GET stream; None unless it is live and `owner`'s.
-
-        A session held by another replica is reached through the relay.
-        """
-        if session_id in self._owners:
-            if self._owners[session_id] != owner:
-                return None
-            transport = self._server_instances.get(session_id)
-            assert isinstance(transport, ResumableTransport)  # `_admit_session` built it
-            return SessionStreamSink(transport)
-        found = await self._relay.find_session(session_id)
-        if found is None or found.owner != owner:
-            return None
-        return RelayedSessionSink(self._relay, found.replica, session_id)
-
-    async def deliver(self, session_id: str, notification: Notification) -> None:
-        """A notification relayed from another replica, for a session held here."""
+    def transport_of(self, session_id: str) -> ResumableTransport | None:
+        """The live session's transport, whose `push` sends on its GET stream; None once it has ended."""
         transport = self._server_instances.get(session_id)
         if session_id not in self._owners or not isinstance(transport, ResumableTransport):
-            logger.debug("relayed notification for session %s, which is gone: dropped", session_id)
-            return
-        try:
-            await SessionStreamSink(transport).send(notification)
-        except anyio.ClosedResourceError:
-            logger.debug("relayed notification for session %s, which has ended: dropped", session_id)
+            return None
+        return transport
+
+    def owner_of(self, session_id: str) -> str | None:
+        """The principal that opened a live session (None without authentication, or if it is not live)."""
+        return self._owners.get(session_id)
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._owners
 
     def __len__(self) -> int:
         return len(self._owners)
@@ -125,7 +115,8 @@ class SessionManager(StreamableHTTPSessionManager):
             self._session_owners[session_id] = requestor
         self._server_instances[session_id] = transport
         owner = self._owners[session_id] = None if requestor is None else requestor["client_id"]
-        self._relay.register_session(session_id, owner)
+        for listener in self.listeners:
+            listener.session_opened(session_id, owner)
         context.session_id.set(session_id)  # the rest of the `initialize` request logs it
         logger.info("MCP session opened%s", "" if owner is None else f" by {owner}")
         return transport
@@ -135,6 +126,7 @@ class SessionManager(StreamableHTTPSessionManager):
         await super()._discard_session(session_id, transport)
         if session_id in self._owners:
             del self._owners[session_id]
-            self._relay.unregister_session(session_id)
+            for listener in self.listeners:
+                listener.session_closed(session_id)
             logger.info("MCP session closed", extra={"session_id": session_id})
             await self._event_log.end_partition(session_partition(session_id))

@@ -14,6 +14,8 @@ __all__ = ["HttpMetricsMiddleware"]
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"
 """The route label of a request no route took (a 404): its path could be anything."""
+SCOPE_KEY = "service.measured"
+"""Set by the first of these a request meets (the app's, in `create_app`, then each route's): measured once."""
 
 
 class HttpMetricsMiddleware:
@@ -24,9 +26,10 @@ class HttpMetricsMiddleware:
         self._children: dict[tuple[str, str, int], tuple[Callable[[], None], Callable[[float], None]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or SCOPE_KEY in scope:
             await self.app(scope, receive, send)
             return
+        scope[SCOPE_KEY] = True
         start = time.perf_counter()
         status = 500  # unless a response starts: the server answers an app that failed with a 500
         streaming = False

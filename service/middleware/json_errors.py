@@ -16,11 +16,11 @@ __all__ = ["JsonErrorsMiddleware"]
 
 class JsonErrorsMiddleware:
     """Rewrites plain-text or untyped error responses (the SDK's Host, Origin and Content-Type checks,
-    its body size limit) as JSON: a JSON-RPC error on the MCP endpoint, `{"detail": ...}` everywhere else."""
+    its body size limit) as JSON: a JSON-RPC error on the MCP endpoint (`rpc`), `{"detail": ...}` elsewhere."""
 
-    def __init__(self, app: ASGIApp, *, mcp_path: str = "/mcp") -> None:
+    def __init__(self, app: ASGIApp, *, rpc: bool = False) -> None:
         self.app = app
-        self.mcp_path = mcp_path
+        self.rpc = rpc
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,7 +44,7 @@ class JsonErrorsMiddleware:
                 return
             # An empty body (the SDK's 405 to a GET in the 2026 era, say) gets the status's own phrase.
             text = body.decode(errors="replace").strip() or HTTPStatus(held["status"]).phrase
-            payload = rpc_error(INVALID_REQUEST, text) if scope["path"] == self.mcp_path else {"detail": text}
+            payload = rpc_error(INVALID_REQUEST, text) if self.rpc else {"detail": text}
             encoded = json.dumps(payload).encode()
             headers = MutableHeaders(raw=list(held["headers"]))
             headers["content-type"] = "application/json"

@@ -16,12 +16,17 @@ SOUND_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 """Visible ASCII, at most 128 characters: nothing that could break a log line or a header."""
 
 
+SCOPE_KEY = "service.request_id"
+"""Left in the scope by the first of these a request meets: an app may apply one to every path
+(`create_app` does), and the service's routes each carry their own."""
+
+
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or SCOPE_KEY in scope:
             await self.app(scope, receive, send)
             return
         given = session = None
@@ -37,11 +42,14 @@ class RequestIdMiddleware:
         # (httpx's ASGI transport) gets each request's values, never a previous one's.
         context.request_id.set(raw.decode())
         context.session_id.set(session.decode() if session is not None and SOUND_ID.fullmatch(session) else None)
+        scope[SCOPE_KEY] = raw
         header = (b"x-request-id", raw)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), header]}
+                headers = message.get("headers", ())
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):  # an error handler's has it
+                    message = {**message, "headers": [*headers, header]}
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -8,18 +8,19 @@ no span objects, no cost.
 
 The SDK reaches its tracer through OpenTelemetry's global provider, so a configured
 provider is made global when the app starts (once per process, as OpenTelemetry allows).
+
+OpenTelemetry's SDK and exporter (the `otel` extra) are imported only when an endpoint is
+configured: a service without tracing never loads them.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = ["ENDPOINT_VARIABLES", "install_globally", "tracer_provider"]
 
@@ -32,6 +33,16 @@ def tracer_provider(*, replica: str, version: str, environ: Mapping[str, str] | 
     environ = os.environ if environ is None else environ
     if not any(environ.get(name) for name in ENDPOINT_VARIABLES):
         return None
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as exc:
+        raise RuntimeError(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set, and tracing needs OpenTelemetry's SDK: "
+            "install mcp-notification-service[otel]"
+        ) from exc
     resource = Resource.create(
         {
             "service.name": environ.get("OTEL_SERVICE_NAME", SERVICE_NAME),
@@ -46,6 +57,9 @@ def tracer_provider(*, replica: str, version: str, environ: Mapping[str, str] | 
 
 def install_globally(provider: TracerProvider) -> None:
     """Make `provider` the process's (for the SDK's spans); a second app in the process keeps the first's."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
     current = trace.get_tracer_provider()
     if not isinstance(current, TracerProvider):
         trace.set_tracer_provider(provider)

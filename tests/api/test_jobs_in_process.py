@@ -14,7 +14,7 @@ import pytest
 
 from harness.sse import parse_sse
 from service.app import ServiceApp
-from service.mcp.tools import TOOL_NAME
+from service.tools.notification_stream import TOOL_NAME
 from tests.in_process import mcp_over_asgi, rest_client, running_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.in_process]
@@ -103,7 +103,7 @@ async def test_a_session_id_must_name_a_live_session_of_the_caller(app: ServiceA
         assert session_id
         pushed = await start(http, count=1, session_id=session_id)
         assert (await finished(http, pushed["id"]))["status"] == "completed"
-        assert len(app.state.services.sessions) == 1
+        assert len(app.service.sessions) == 1
     # The client ended its session (DELETE): the directory forgot it.
     gone = await http.post("/jobs", json={"interval": 0, "count": 1, "caller": "x", "session_id": session_id})
     assert gone.status_code == 404

@@ -23,9 +23,9 @@ from harness.sse import SseEvent, parse_sse
 from service.cluster.balancer import CADDY_HINT, NGINX_HINT, caddy_binary, nginx_binary
 from service.cluster.redis_server import INSTALL_HINT, redis_server_binary
 from service.domain.jobs import JobRecord
-from service.mcp.tools import TOOL_NAME
 from service.stores.base import Retention
 from service.stores.redis import RedisStorage
+from service.tools.notification_stream import TOOL_NAME
 from tests.support import unavailable, wait_for
 
 pytestmark = pytest.mark.anyio

@@ -29,7 +29,7 @@ from mcp_types import (
     Tool,
 )
 
-from service.mcp.tools import McpTool, ToolHandler
+from service import McpTool, ToolHandler
 
 NO_ARGUMENTS: dict[str, Any] = {"type": "object", "properties": {}}
 

@@ -24,7 +24,7 @@ async def test_the_wire_json_is_the_stored_json() -> None:
         stored = await store.store("0", note(index))
         (event,) = await store.events_after("0", int(stored.event_id or 0) - 1)
         assert json_of(stored).encode() == event.data
-        # A message the SDK's router queued (SERVICE_MCP_FAST_PATH=false) is serialized to the same text.
+        # A message the SDK's router queued (SERVICE_MCP_FAST_TRANSPORT=false) is serialized to the same text.
         assert json_of(EventMessage(note(index), stored.event_id)) == stored.json
     # The SDK's entry points: an id for a message, and for a priming event (no message).
     assert int(await store.store_event("0", note(9))) > int(stored.event_id or 0)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from harness.clients import MCP_HEADERS, open_raw_session
 from harness.service import ServiceProcess
 from harness.sse import parse_sse
-from service.mcp.tools import TOOL_NAME
+from service.tools.notification_stream import TOOL_NAME
 from tests.fuzzing import NUMBERS, STRINGS, UVICORN_REFUSAL, VALUES, fuzz, fuzzed_service
 from tests.support import wait_for
 

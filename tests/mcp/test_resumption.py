@@ -35,13 +35,13 @@ RUNS = 3
 def resumable(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
     """A service whose clients reconnect at once (retry: 0), reachable through a proxy on any port.
 
-    `sdk-path` runs without the speed layer (`SERVICE_MCP_FAST_PATH=false`): resumption must
+    `sdk-path` runs without the fast transport (`SERVICE_MCP_FAST_TRANSPORT=false`): resumption must
     hold on the SDK's own writer and router too. `redis` is one replica on a real
     redis-server; `redis-cluster` three, behind Caddy (`mcp-notification-service cluster`).
     """
-    store, fast_path = request.param
+    store, fast_transport = request.param
     env = {
-        "SERVICE_MCP_FAST_PATH": fast_path,
+        "SERVICE_MCP_FAST_TRANSPORT": fast_transport,
         "SERVICE_SSE_RETRY_MS": "0",
         "SERVICE_ALLOWED_HOSTS": '["127.0.0.1:*"]',
     }

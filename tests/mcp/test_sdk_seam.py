@@ -1,14 +1,14 @@
 """The SDK members the service's MCP layer relies on, checked by name and signature.
 
-`service/mcp/resumable.py`, `fast_path.py`, `manager.py` and `event_store.py` subclass SDK
+`service/mcp/transport.py`, `fast_transport.py`, `manager.py` and `event_store.py` subclass SDK
 classes, override private methods and read private attributes: none of that is the SDK's
 public API, and an upgrade may move it. These tests fail at once, naming what moved, instead
 of an override that silently never runs. mypy's `explicit-override` catches an `@override`
 whose base method is gone; this also catches a changed signature, a private attribute that
-is no longer set, and a change to the SDK code that the speed layer replaces.
+is no longer set, and a change to the SDK code that the fast transport replaces.
 
 After an upgrade that fails here: read the SDK's new code for the member named, adapt the
-module that uses it (or switch the speed layer off, `SERVICE_MCP_FAST_PATH=false`, and drop
+module that uses it (or switch the fast transport off, `SERVICE_MCP_FAST_TRANSPORT=false`, and drop
 it), then update the expectation below.
 """
 
@@ -27,10 +27,10 @@ from mcp.server.streamable_http import EventMessage, EventStore, StreamableHTTPS
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from service.mcp.event_store import SessionEventStore
-from service.mcp.fast_path import FastTransport
+from service.mcp.fast_transport import FastTransport
 from service.mcp.keepalive import PING_INTERVAL_NAME
 from service.mcp.manager import SessionManager
-from service.mcp.resumable import ResumableTransport
+from service.mcp.transport import ResumableTransport
 
 pytestmark = pytest.mark.in_process
 
@@ -99,15 +99,15 @@ IMPORTED = {
     "mcp.shared.inbound": ("MCP_PROTOCOL_VERSION_HEADER",),
 }
 
-# The SDK code that `service.mcp.fast_path` replaces: when it changes, the speed layer must be
-# brought in step with it (fast_path.py's docstring says how), or switched off. A digest of
+# The SDK code that `service.mcp.fast_transport` replaces: when it changes, the fast transport must be
+# brought in step with it (fast_transport.py's docstring says how), or switched off. A digest of
 # each member's source; update it once the new code has been read.
 REPLACED = {
     (StreamableHTTPServerTransport, "_handle_post_request"): "cc4f2cd0c9e3",
     (StreamableHTTPServerTransport, "connect"): "fbb24a6b38c3",
     (StreamableHTTPServerTransport, "_terminate_unanswered_request"): "1e65ccb1f1ac",
     (StreamableHTTPServerTransport, "_create_event_data"): "89c55d1c9383",
-    # `service.mcp.sinks.SerializedRequestStreamSink` writes what this sends, and applies its gate.
+    # `service.tools.sinks.SerializedRequestStreamSink` writes what this sends, and applies its gate.
     (ServerSession, "send_log_message"): "5517801f2792",
 }
 
@@ -198,8 +198,8 @@ def test_the_modern_paths_ping_interval_is_the_constant_the_service_sets() -> No
 
 
 @pytest.mark.parametrize(("sdk", "name"), list(REPLACED), ids=lambda value: getattr(value, "__name__", value))
-def test_the_sdk_code_the_speed_layer_replaces_is_the_code_it_was_written_against(sdk: type[Any], name: str) -> None:
+def test_the_sdk_code_the_fast_transport_replaces_is_the_code_it_was_written_against(sdk: type[Any], name: str) -> None:
     assert digest(getattr(sdk, name)) == REPLACED[sdk, name], (
-        f"{sdk.__name__}.{name} changed upstream: bring service/mcp/fast_path.py in step with it "
-        "(or set SERVICE_MCP_FAST_PATH=false and drop the layer), then update REPLACED"
+        f"{sdk.__name__}.{name} changed upstream: bring service/mcp/fast_transport.py in step with it "
+        "(or set SERVICE_MCP_FAST_TRANSPORT=false and drop the layer), then update REPLACED"
     )

@@ -11,10 +11,10 @@ from harness.clients import Received
 from service import __version__
 from service.domain.jobs import JobOrigin, JobSpec, JobStatus, SpecLimits, spec_model
 from service.jobs.engine import JobEngine, JobLimits
-from service.mcp.server import build_server
-from service.mcp.tools import TOOL_NAME
 from service.stores.base import Retention
 from service.stores.memory import MemoryStorage
+from service.tools.notification_stream import TOOL_NAME
+from service.tools.server import build_server
 from tests.in_process import mcp_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.in_process]

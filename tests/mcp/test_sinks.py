@@ -16,11 +16,11 @@ from mcp_types import (
 from starlette.requests import Request
 
 from service.mcp.event_store import SessionEventStore
-from service.mcp.fast_path import FastTransport, RequestStream
-from service.mcp.sinks import LOGGER_NAME, RequestStreamSink, SerializedRequestStreamSink, log_json
-from service.mcp.tools import request_stream_sink
+from service.mcp.fast_transport import FastTransport, RequestStream
 from service.stores.base import Retention
 from service.stores.memory import MemoryStorage
+from service.tools.notification_stream import request_stream_sink
+from service.tools.sinks import LOGGER_NAME, RequestStreamSink, SerializedRequestStreamSink, log_json
 
 pytestmark = pytest.mark.in_process
 
@@ -73,7 +73,7 @@ def serialized_sink(ctx: ServerRequestContext[Any]) -> SerializedRequestStreamSi
     return sink
 
 
-def test_a_request_the_speed_layer_serves_gets_the_serialized_sink_with_the_sessions_log_gate() -> None:
+def test_a_request_the_fast_transport_serves_gets_the_serialized_sink_with_the_sessions_log_gate() -> None:
     request, stream = served_request()
     handshake = serialized_sink(context(request, "2025-11-25", None))
     assert (handshake.stream, handshake.logs, handshake.progress) == (stream, True, False)

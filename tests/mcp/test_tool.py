@@ -12,7 +12,7 @@ from mcp_types import INVALID_PARAMS, TextContent
 
 from harness.clients import Received, mcp_client
 from harness.service import ServiceProcess
-from service.mcp.tools import TOOL_NAME
+from service.tools.notification_stream import TOOL_NAME
 from tests.conftest import ServiceFactory
 
 pytestmark = pytest.mark.anyio

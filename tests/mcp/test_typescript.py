@@ -7,7 +7,7 @@ import pytest
 
 from harness.clients import ensure_node_client, run_node_client
 from harness.service import ServiceProcess
-from service.mcp.tools import TOOL_NAME
+from service.tools.notification_stream import TOOL_NAME
 from tests.support import unavailable
 
 

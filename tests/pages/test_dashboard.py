@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from harness.host import PREFIX, running_host_app
 from harness.service import ServiceProcess, running_service
 from tests.pages.conftest import screenshot
 
@@ -108,3 +110,25 @@ def test_with_authentication_the_page_asks_for_a_token(tmp_path: Path, page: Pag
         page.reload()
         expect(job_card(page, "token-job")).to_be_visible()
         expect(dialog).to_be_hidden()
+
+
+def test_in_a_host_app_under_a_prefix_the_page_works_with_the_hosts_authentication(
+    tmp_path: Path, page: Page, offsite: list[str]
+) -> None:
+    """`tests/host/app.py`: the service at `/notify` of a host's app, under plain uvicorn, with the host's API keys."""
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(urlsplit(request.url).path))
+    with running_host_app(tmp_path) as host:
+        page.goto(f"{host.base_url}{PREFIX}/dashboard")
+        dialog = page.get_by_role("dialog", name="Token needed")
+        expect(dialog).to_be_visible()
+        page.get_by_label("Bearer token").fill("alice-key")  # a key of the host's, not a service token
+        page.get_by_role("button", name="Use token").click()
+        expect(dialog).to_be_hidden()
+        card = start_from_form(page, count=5, interval=0.05, caller="hosted-job")
+        expect(card.locator(".status")).to_have_text("completed", timeout=10_000)
+        assert bar_value(card) == 5
+        expect(page.locator("#stat-store")).to_have_text("sqlite")
+    assert offsite == []
+    assert requested, "the page made no request"
+    assert [path for path in requested if not path.startswith(f"{PREFIX}/")] == []

@@ -10,8 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from service.cluster.redis_server import RedisServer
-from service.mcp.tools import TOOL_NAME
 from service.settings import StoreBackend
+from service.tools.notification_stream import TOOL_NAME
 from tests.conftest import ServiceFactory
 from tests.in_process import mcp_over_asgi, rest_client, running_app
 from tests.support import wait_for

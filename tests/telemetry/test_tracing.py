@@ -18,8 +18,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from typing_extensions import override
 
 from harness.clients import mcp_client
-from service.mcp.tools import TOOL_NAME
 from service.telemetry.tracing import tracer_provider
+from service.tools.notification_stream import TOOL_NAME
 from tests.conftest import ServiceFactory
 from tests.support import wait_for
 

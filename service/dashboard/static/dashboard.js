@@ -106,7 +106,7 @@ function askForToken(reason) {
     $("token-form").onsubmit = async (submitted) => {
       submitted.preventDefault();
       const token = $("token").value.trim();
-      const check = await fetch("/jobs?limit=1", { headers: { Authorization: `Bearer ${token}` } });
+      const check = await fetch("jobs?limit=1", { headers: { Authorization: `Bearer ${token}` } });
       if (check.status === 401) {
         error.textContent = "That token was refused.";
         error.hidden = false;
@@ -198,7 +198,7 @@ function showRunningTotal() {
 async function watchJobs() {
   for (;;) {
     try {
-      for await (const event of events("/jobs/changes")) {
+      for await (const event of events("jobs/changes")) {
         setConnection(true);
         if (event.event === "job") render(JSON.parse(event.data));
         else if (event.event === "gone") forget(event.data);
@@ -239,7 +239,7 @@ async function stream(jobId, controller, onNotification) {
   let last = null;
   while (!controller.signal.aborted) {
     try {
-      for await (const event of events(`/jobs/${jobId}/events`, { lastEventId: last, signal: controller.signal })) {
+      for await (const event of events(`jobs/${jobId}/events`, { lastEventId: last, signal: controller.signal })) {
         if (event.id) last = event.id;
         if (event.event === "notification") onNotification(JSON.parse(event.data));
         else if (event.event === "end") {
@@ -284,7 +284,7 @@ async function cancel(jobId) {
   const entry = state.jobs.get(jobId);
   entry?.element.querySelector(".job-cancel").setAttribute("disabled", "");
   try {
-    render(await api(`/jobs/${jobId}/cancel`, { method: "POST" }));
+    render(await api(`jobs/${jobId}/cancel`, { method: "POST" }));
   } catch (error) {
     if (entry) paint(entry);
     if (!(error instanceof HttpError && error.status === 409)) alert(`Cancel failed: ${error.message}`);
@@ -304,7 +304,7 @@ async function start(submitted) {
   const button = form.querySelector("button[type=submit]");
   button.disabled = true;
   try {
-    render(await api("/jobs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }));
+    render(await api("jobs", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }));
   } catch (failure) {
     error.textContent = failure.message;
     error.hidden = false;
@@ -317,7 +317,7 @@ async function start(submitted) {
 async function watchHealth() {
   for (;;) {
     try {
-      const health = await api("/healthz");
+      const health = await api("healthz");
       $("stat-replica").textContent = health.replica;
       $("stat-store").textContent = health.store;
       $("stat-sessions").textContent = health.sessions;

@@ -29,8 +29,8 @@ hook between reading the store and going live, which is where (2) happens.
 
 Upstream, (2)-(5) belong in `StreamableHTTPServerTransport._replay_events` and
 `_handle_get_request`, (1) in `EventStore` itself (pass the session id to
-`store_event`/`replay_events_after`), (6) in `_handle_post_request`. `service.mcp.fast_path`
-is the speed layer on top of this one.
+`store_event`/`replay_events_after`), (6) in `_handle_post_request`. `service.mcp.fast_transport`
+is the fast transport on top of this one.
 """
 
 from __future__ import annotations

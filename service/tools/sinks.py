@@ -9,8 +9,8 @@ from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCNotification, RequestId
 
 from service.domain.notifications import Notification, json_string
-from service.mcp.fast_path import RequestStream
-from service.mcp.resumable import ResumableTransport
+from service.mcp.fast_transport import RequestStream
+from service.mcp.transport import ResumableTransport
 from service.stores.base import SessionRelay
 
 __all__ = ["LOGGER_NAME", "RelayedSessionSink", "RequestStreamSink", "SerializedRequestStreamSink", "SessionStreamSink"]
@@ -45,7 +45,7 @@ class RequestStreamSink:
 
 @dataclass(frozen=True, slots=True)
 class SerializedRequestStreamSink:
-    """`RequestStreamSink` for a request the speed layer serves: the log notification goes as JSON text.
+    """`RequestStreamSink` for a request the fast transport serves: the log notification goes as JSON text.
 
     `send_log_message` builds, validates and dumps three message objects per notification;
     this writes the same JSON from a template and hands it to the request's stream. The
@@ -83,7 +83,7 @@ class SessionStreamSink:
 
     async def send(self, notification: Notification) -> None:
         params = {"level": "info", "logger": LOGGER_NAME, "data": notification.message}
-        message = JSONRPCNotification(jsonrpc="2.0", method="notifications/message", params=params)
+        message = JSONRPCNotification(jsonrpc="2.0", method=LOG_METHOD, params=params)
         await self.transport.push(SessionMessage(message))
 
 

@@ -1,6 +1,6 @@
-"""The speed layer over `ResumableTransport`: what the SDK does per message, done with fewer tasks.
+"""The fast transport over `ResumableTransport`: what the SDK does per message, done with fewer tasks.
 
-Switched off by `SERVICE_MCP_FAST_PATH=false`, which leaves the SDK's own writer and router
+Switched off by `SERVICE_MCP_FAST_TRANSPORT=false`, which leaves the SDK's own writer and router
 in place (resumption stays correct either way): after an SDK upgrade, turn it off first.
 It replaces two pieces of `StreamableHTTPServerTransport`, and must keep in step with them:
 
@@ -21,7 +21,7 @@ It replaces two pieces of `StreamableHTTPServerTransport`, and must keep in step
 3. Notifications as text. A request it takes carries a `RequestStream` in its
    `request.state` (`RequestStream.of`): a tool's sink hands it a notification already
    serialized, which is stored and queued as the router would, without the SDK's chain of
-   message objects, each built, validated and dumped (`service.mcp.sinks`). Kept in step
+   message objects, each built, validated and dumped (`service.tools.sinks`). Kept in step
    with: the session's log-level gate (`allowed_log_levels`), which the sink applies itself.
 
 Upstream, (1) would be an SSE writer without a response object per stream, (2) a `connect`
@@ -68,7 +68,7 @@ from typing_extensions import override
 
 from service import sse
 from service.mcp.event_store import json_of
-from service.mcp.resumable import FINAL, ResumableTransport
+from service.mcp.transport import FINAL, ResumableTransport
 
 __all__ = ["FastTransport", "OutboundRouter", "RequestStream"]
 
@@ -209,7 +209,7 @@ class FastTransport(ResumableTransport):
 
 @dataclass(frozen=True, slots=True)
 class RequestStream:
-    """A request's own stream, for messages its handler has serialized already (`service.mcp.sinks`)."""
+    """A request's own stream, for messages its handler has serialized already (`service.tools.sinks`)."""
 
     transport: FastTransport
     stream_id: str
@@ -219,7 +219,7 @@ class RequestStream:
 
     @classmethod
     def of(cls, request: object) -> RequestStream | None:
-        """The stream of a request the speed layer serves (its handler's `ctx.request`); None for any other."""
+        """The stream of a request the fast transport serves (its handler's `ctx.request`); None for any other."""
         stream = getattr(request.state, cls.STATE_KEY, None) if isinstance(request, Request) else None
         return stream if isinstance(stream, cls) else None
 

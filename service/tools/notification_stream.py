@@ -1,9 +1,7 @@
-"""Tools: the shape every tool has, and this service's one tool, `start-notification-stream`."""
+"""This service's own tool, `start-notification-stream`: a job whose notifications ride the call's stream."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.connection import allowed_log_levels
@@ -17,21 +15,11 @@ from service.auth import principal_of
 from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus
 from service.domain.notifications import Sink
 from service.jobs.engine import JobEngine, TooManyJobs
-from service.mcp.fast_path import RequestStream
-from service.mcp.sinks import RequestStreamSink, SerializedRequestStreamSink
+from service.mcp.fast_transport import RequestStream
+from service.tools.base import McpTool, describe_validation_error, error_result
+from service.tools.sinks import RequestStreamSink, SerializedRequestStreamSink
 
-__all__ = ["TOOL_NAME", "McpTool", "ToolHandler", "error_result", "notification_tool", "request_stream_sink"]
-
-ToolHandler = Callable[[ServerRequestContext[Any], dict[str, Any]], Awaitable[CallToolResult]]
-
-
-@dataclass(frozen=True, slots=True)
-class McpTool:
-    """A tool as the server lists it, and the coroutine that runs a call to it."""
-
-    definition: Tool
-    handler: ToolHandler
-
+__all__ = ["TOOL_NAME", "notification_tool", "request_stream_sink"]
 
 TOOL_NAME = "start-notification-stream"
 
@@ -51,19 +39,6 @@ TOOL_DESCRIPTION = (
     "Send `count` log notifications to the caller, `interval` seconds apart, then return a summary. "
     "Every run is a job, also visible over REST at /jobs."
 )
-
-
-def error_result(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """`count: Input should be greater than or equal to 1; caller: Field required`."""
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "arguments"
-        parts.append(f"{where}: {error['msg']}")
-    return "Invalid arguments: " + "; ".join(parts)
 
 
 def job_result(job: JobRecord) -> CallToolResult:
@@ -93,7 +68,7 @@ def notification_tool(engine: JobEngine, spec: type[JobSpec]) -> McpTool:
 
 
 def request_stream_sink(ctx: ServerRequestContext[Any]) -> Sink:
-    """Where the call's notifications go: its own stream, as text where the speed layer serves it."""
+    """Where the call's notifications go: its own stream, as text where the fast transport serves it."""
     assert ctx.request_id is not None
     stream = RequestStream.of(ctx.request)
     if stream is not None:

@@ -21,7 +21,8 @@ from mcp_types import (
 
 from service.domain.jobs import JobSpec
 from service.jobs.engine import JobEngine
-from service.mcp.tools import McpTool, error_result, notification_tool
+from service.tools.base import McpTool, error_result
+from service.tools.notification_stream import notification_tool
 
 __all__ = ["SERVER_NAME", "build_server"]
 

@@ -1,0 +1,190 @@
+"""The service inside a host's own FastAPI app (`tests/host/app.py`), built from the public names only and
+run by plain `uvicorn`: both protocol eras under the prefix, resumption there, the host's authentication,
+the host's OpenAPI, guards on the service's paths only, and SIGTERM mid-call.
+
+The dashboard under the prefix, in Chromium, is in `tests/pages/test_dashboard.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from mcp_types import CallToolResult
+
+from harness.clients import Received, mcp_client, open_raw_session, tool_call
+from harness.host import PREFIX, HostEndpoint, host_process, running_host_app
+from harness.service import ServiceProcess
+from harness.sse import parse_sse
+from service.tools.notification_stream import TOOL_NAME
+
+ALICE = {"Authorization": "Bearer alice-key"}
+BOB = {"Authorization": "Bearer bob-key"}
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    with running_host_app(tmp_path_factory.mktemp("host")) as process:
+        yield process
+
+
+@pytest.fixture
+def service(host: ServiceProcess) -> HostEndpoint:
+    return HostEndpoint(host)
+
+
+def test_the_hosts_own_routes_and_lifespan_run_beside_the_service(host: ServiceProcess) -> None:
+    me = httpx.get(f"{host.base_url}/users/me", headers=ALICE)
+    assert me.json() == {"name": "alice", "started": "host"}
+    assert "x-request-id" not in me.headers  # the service's middleware stays on its own paths
+    assert httpx.get(f"{host.base_url}/dashboard").status_code == 404  # nothing of the service at the root
+    assert httpx.get(f"{host.base_url}/mcp").status_code == 404
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"], ids=["2025-11-25", "2026-07-28"])
+async def test_a_tool_call_at_the_prefix_streams_its_notifications(service: HostEndpoint, mode: str) -> None:
+    received = Received()
+    async with mcp_client(service.mcp_url, mode=mode, headers=ALICE, received=received) as client:
+        result = await client.call_tool(TOOL_NAME, {"interval": 0.01, "count": 3, "caller": mode})
+    assert not result.is_error, result
+    assert result.structured_content is not None
+    assert result.structured_content["sent"] == 3
+    assert [message for message in received.logs if mode in message] == [
+        f"Notification {index}/3 for {mode}" for index in (1, 2, 3)
+    ]
+    job = httpx.get(f"{service.base_url}/jobs/{result.structured_content['job_id']}", headers=ALICE).json()
+    assert (job["owner"], job["status"], job["origin"]) == ("alice", "completed", "mcp")
+
+
+def test_the_mcp_endpoint_answers_at_the_prefix_without_a_redirect(service: HostEndpoint) -> None:
+    session = open_raw_session(service, **ALICE)
+    assert session["mcp-session-id"]
+    bare = httpx.post(service.mcp_url, headers=ALICE, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    assert bare.status_code != 307
+    assert bare.status_code == 400  # a 2025 request without its session: the SDK's answer, as JSON-RPC
+    assert bare.json()["error"]["message"]
+
+
+def test_a_dropped_call_resumes_at_the_prefix(service: HostEndpoint) -> None:
+    session = open_raw_session(service, **ALICE)
+    events = []
+    with httpx.stream(
+        "POST", service.mcp_url, headers=session, json=tool_call(7, {"interval": 0.1, "count": 10, "caller": "cut"})
+    ) as response:
+        assert response.status_code == 200
+        for event in parse_sse(response.iter_lines()):
+            if event.data:
+                events.append(event)
+            if len(events) == 3:
+                break  # the connection drops with the call running
+    assert [event.json()["params"]["data"] for event in events] == [f"Notification {i}/10 for cut" for i in (1, 2, 3)]
+    rest = []
+    with httpx.stream(
+        "GET", service.mcp_url, headers={**session, "Last-Event-ID": events[-1].id or ""}, timeout=10
+    ) as resumed:
+        assert resumed.status_code == 200
+        for event in parse_sse(resumed.iter_lines()):
+            if event.data:
+                rest.append(event.json())
+            if rest and "result" in rest[-1]:
+                break
+    assert [message["params"]["data"] for message in rest[:-1]] == [
+        f"Notification {i}/10 for cut" for i in range(4, 11)
+    ]
+    assert rest[-1]["id"] == 7
+    assert rest[-1]["result"]["structuredContent"]["sent"] == 10
+
+
+def test_the_hosts_authentication_decides_who_calls(service: HostEndpoint) -> None:
+    for response in (
+        httpx.post(service.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+        httpx.get(f"{service.base_url}/jobs"),
+        httpx.get(f"{service.base_url}/jobs", headers={"Authorization": "Bearer nobody"}),
+    ):
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert response.headers["content-type"].startswith("application/json")
+    job = httpx.post(
+        f"{service.base_url}/jobs", headers=ALICE, json={"interval": 0.01, "count": 2, "caller": "owned"}
+    ).json()
+    assert job["owner"] == "alice"
+    assert httpx.get(f"{service.base_url}/jobs/{job['id']}", headers=BOB).status_code == 404
+    assert job["id"] not in {item["id"] for item in httpx.get(f"{service.base_url}/jobs", headers=BOB).json()["items"]}
+    # A session is bound to the principal that opened it: another one cannot use it.
+    session = open_raw_session(service, **ALICE)
+    stolen = httpx.post(service.mcp_url, headers={**session, **BOB}, json=tool_call(1, {}))
+    assert stolen.status_code == 404
+
+
+def test_the_hosts_openapi_lists_the_service_routes_with_their_errors(host: ServiceProcess) -> None:
+    spec = httpx.get(f"{host.base_url}/openapi.json").json()
+    paths = spec["paths"]
+    assert {"/users/me", f"{PREFIX}/jobs", f"{PREFIX}/jobs/{{job_id}}", f"{PREFIX}/jobs/{{job_id}}/events"} <= set(
+        paths
+    )
+    assert f"{PREFIX}/healthz" in paths
+    create = paths[f"{PREFIX}/jobs"]["post"]
+    assert {"202", "401", "413", "429", "431"} <= set(create["responses"])
+    body = spec["components"]["schemas"]["JobCreate"]
+    assert body["properties"]["count"]["maximum"] == 100_000  # SERVICE_MAX_COUNT's default, stated
+
+
+def test_the_service_guards_its_own_paths_and_leaves_the_hosts_alone(
+    service: HostEndpoint, host: ServiceProcess
+) -> None:
+    large = {"X-Padding": "x" * 40_000, **ALICE}  # over SERVICE_MAX_HEADER_BYTES
+    refused = httpx.get(f"{service.base_url}/jobs", headers=large)
+    assert refused.status_code == 431
+    assert "SERVICE_MAX_HEADER_BYTES" in refused.json()["detail"]
+    assert httpx.get(f"{host.base_url}/users/me", headers=large).status_code == 200
+    rebound = httpx.get(f"{service.base_url}/jobs", headers={**ALICE, "Host": "attacker.example"})
+    assert rebound.status_code == 421
+    assert httpx.get(f"{host.base_url}/users/me", headers={**ALICE, "Host": "attacker.example"}).status_code == 200
+    answered = httpx.get(f"{service.base_url}/jobs", headers=ALICE)
+    assert answered.headers["x-request-id"]
+    invalid = httpx.post(f"{service.base_url}/jobs", headers=ALICE, json={"interval": "NaN", "count": 1, "caller": "x"})
+    assert invalid.status_code == 422
+    assert "input" not in invalid.json()["detail"][0]  # the service's own handler, not FastAPI's default
+
+
+def test_behind_a_proxys_root_path_the_dashboard_links_under_it(tmp_path: Path) -> None:
+    """uvicorn's `--root-path` for a proxy that serves the app at `/api` and strips it from the path."""
+    with running_host_app(tmp_path, "--root-path", "/api") as host:
+        page = httpx.get(f"{host.base_url}{PREFIX}/dashboard")
+        assert '<base href="/api/notify/">' in page.text
+        assert 'src="dashboard/assets/dashboard.js"' in page.text  # relative to the base
+        assert httpx.get(f"{host.base_url}{PREFIX}/dashboard/assets/dashboard.js").status_code == 200
+
+
+@pytest.mark.anyio
+async def test_sigterm_under_plain_uvicorn_ends_a_streaming_call_and_records_it(tmp_path: Path) -> None:
+    process = host_process(tmp_path).start()
+    service = HostEndpoint(process)
+    results: list[CallToolResult] = []
+
+    async def call() -> None:
+        results.append(await client.call_tool(TOOL_NAME, {"interval": 0.02, "count": 10_000, "caller": "long"}))
+
+    async with mcp_client(service.mcp_url, headers=ALICE) as client, anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        async with httpx.AsyncClient(base_url=service.base_url, headers=ALICE) as http:
+            with anyio.fail_after(10):
+                while not (await http.get("/jobs", params={"status": "running"})).json()["items"]:
+                    await anyio.sleep(0.02)
+        began = time.monotonic()
+        await anyio.to_thread.run_sync(process.stop)
+        # uvicorn's own command waits for open responses without a bound (no graceful timeout):
+        # the call ends because the service interrupts its job as the signal arrives.
+        assert time.monotonic() - began < 3, process.log()
+    (result,) = results
+    assert result.is_error
+    assert "Interrupted after" in result.content[0].text  # type: ignore[union-attr]
+    with running_host_app(tmp_path) as restarted:
+        jobs = httpx.get(f"{restarted.base_url}{PREFIX}/jobs", headers=ALICE).json()["items"]
+        (job,) = [job for job in jobs if job["caller"] == "long"]
+        assert job["status"] == "interrupted"
