@@ -32,7 +32,7 @@ from mcp_types import JSONRPCRequest
 from typing_extensions import override
 
 from service import cli
-from service.mcp import fast_transport
+from service.mcp import manager
 from service.mcp.fast_transport import FastTransport
 
 OnRequest = Callable[[Any, str, Mapping[str, Any] | None], Awaitable[dict[str, Any]]]
@@ -113,7 +113,7 @@ def inline_transport(handlers: dict[int, Handler]) -> type[FastTransport]:
 def main() -> None:
     handlers: dict[int, Handler] = {}
     record_handlers(handlers)
-    fast_transport.FastTransport = inline_transport(handlers)  # type: ignore[misc]  # what SessionManager builds
+    manager.FastTransport = inline_transport(handlers)  # type: ignore[misc]  # what SessionManager builds
     cli.main()
 
 

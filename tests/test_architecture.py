@@ -31,3 +31,33 @@ def test_the_redis_client_is_loaded_only_for_a_redis_store(store: str, loaded: b
     )
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert found.stdout.strip() == str(loaded)
+
+
+LIGHT = {
+    "import service": "import service",
+    "import service.mcp": "import service.mcp",
+    "a host app": (
+        "from fastapi import FastAPI; from service import NotificationService, Settings; "
+        "NotificationService(Settings(store='sqlite', sqlite_path=':memory:')).install(FastAPI(), '/notify')"
+    ),
+}
+
+
+@pytest.mark.parametrize("probe", LIGHT.values(), ids=LIGHT.keys())
+def test_the_core_loads_neither_redis_nor_opentelemetrys_sdk(probe: str) -> None:
+    """What the `redis` and `otel` extras install is loaded only when configured. OpenTelemetry's API is the
+    MCP SDK's own dependency (its server imports it), so only its SDK and exporter are the service's to spare."""
+    check = (
+        f"import sys; {probe}; "
+        "print(sorted({name.split('.')[0] for name in sys.modules} & {'redis', 'hiredis'}), "
+        "sorted(name for name in sys.modules if name.startswith(('opentelemetry.sdk', 'opentelemetry.exporter'))))"
+    )
+    found = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True, timeout=60)
+    assert found.stdout.strip() == "[] []"
+
+
+def test_importing_the_package_loads_only_its_version() -> None:
+    """`import service` costs nothing: each public name is imported on first use."""
+    check = "import sys, service; print(sorted(name for name in sys.modules if name.startswith('service')))"
+    found = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True, timeout=60)
+    assert found.stdout.strip() == "['service', 'service.version']"

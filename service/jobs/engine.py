@@ -17,10 +17,10 @@ import logging
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
-from opentelemetry.trace import Tracer
 
 from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, new_job_id, new_runner_id, utcnow
 from service.domain.notifications import Notification, Sink
@@ -28,6 +28,9 @@ from service.stores.base import LOG_STREAM, Admission, JobBoard, Storage, Stored
 from service.stores.local import LocalBoard
 from service.telemetry import context
 from service.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer  # the API, with the MCP SDK; spans only when tracing is configured
 
 __all__ = ["LOG_STREAM", "JobEngine", "JobLimits", "TooManyJobs"]
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
-from typing import Self, TypeVar
-
-from opentelemetry.trace import Tracer
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from service.domain.jobs import JobRecord, JobStatus
 from service.stores.base import Storage, StoredEvent, StoreError, StoreStats
 from service.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer  # the API, with the MCP SDK; spans only when tracing is configured
 
 __all__ = ["MeasuredStorage"]
 
