@@ -113,7 +113,7 @@ def inline_transport(handlers: dict[int, Handler]) -> type[FastTransport]:
 def main() -> None:
     handlers: dict[int, Handler] = {}
     record_handlers(handlers)
-    manager.FastTransport = inline_transport(handlers)  # type: ignore[misc]  # what SessionManager builds
+    manager.FastTransport = inline_transport(handlers)  # type: ignore[attr-defined]  # what SessionManager builds
     cli.main()
 
 
