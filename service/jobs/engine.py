@@ -329,7 +329,7 @@ class JobEngine:
         # `run` runs the job in its caller's task: the job's id leaves the logging context with the job.
         named = context.job_id.set(job.id)
         self._started[job.origin].inc()
-        # At DEBUG: the line at the end says all of it, and two lines per tool call cost ~8% of the calls/s.
+        # At DEBUG: the line at the end says all of it (docs/performance.md has what a second line costs).
         logger.debug("job started: %d notifications every %gs, for %s", job.count, job.interval, job.origin.value)
         try:
             await self._storage.save_job(job)

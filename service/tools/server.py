@@ -42,7 +42,7 @@ def build_server(
 ) -> Server[Any]:
     """The low-level MCP server. `extra_tools` lets an embedding app (or a test set-up) add its own;
     `middleware` wraps every inbound message, inside the SDK's own (its OpenTelemetry spans), which
-    `traced=False` leaves out: untraced, they are no-op spans that still cost ~2% of a call."""
+    `traced=False` leaves out: untraced, its spans are no-ops that still take time (docs/performance.md)."""
     tools = {tool.definition.name: tool for tool in (notification_tool(engine, spec), *extra_tools)}
     listing = ListToolsResult(tools=[tool.definition for tool in tools.values()])
 
