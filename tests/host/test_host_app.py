@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -17,8 +18,8 @@ import pytest
 from mcp_types import CallToolResult
 
 from harness.clients import Received, mcp_client, open_raw_session, tool_call
-from harness.host import PREFIX, HostEndpoint, host_process, running_host_app
-from harness.service import ServiceProcess
+from harness.host import CORE_APP, PREFIX, HostEndpoint, host_process, running_host_app
+from harness.service import Endpoint, ServiceProcess
 from harness.sse import parse_sse
 from service.tools.notification_stream import TOOL_NAME
 
@@ -70,34 +71,48 @@ def test_the_mcp_endpoint_answers_at_the_prefix_without_a_redirect(service: Host
     assert bare.json()["error"]["message"]
 
 
-def test_a_dropped_call_resumes_at_the_prefix(service: HostEndpoint) -> None:
-    session = open_raw_session(service, **ALICE)
-    events = []
-    with httpx.stream(
-        "POST", service.mcp_url, headers=session, json=tool_call(7, {"interval": 0.1, "count": 10, "caller": "cut"})
-    ) as response:
+def cut_and_resume(service: Endpoint, session: dict[str, str], call: dict[str, Any], cut: int) -> list[Any]:
+    """Send `call`, drop the connection after `cut` messages, resume with `Last-Event-ID`: every message, in order."""
+    before = []
+    with httpx.stream("POST", service.mcp_url, headers=session, json=call) as response:
         assert response.status_code == 200
         for event in parse_sse(response.iter_lines()):
             if event.data:
-                events.append(event)
-            if len(events) == 3:
+                before.append(event)
+            if len(before) == cut:
                 break  # the connection drops with the call running
-    assert [event.json()["params"]["data"] for event in events] == [f"Notification {i}/10 for cut" for i in (1, 2, 3)]
-    rest = []
-    with httpx.stream(
-        "GET", service.mcp_url, headers={**session, "Last-Event-ID": events[-1].id or ""}, timeout=10
-    ) as resumed:
+    after = []
+    headers = {**session, "Last-Event-ID": before[-1].id or ""}
+    with httpx.stream("GET", service.mcp_url, headers=headers, timeout=10) as resumed:
         assert resumed.status_code == 200
         for event in parse_sse(resumed.iter_lines()):
             if event.data:
-                rest.append(event.json())
-            if rest and "result" in rest[-1]:
+                after.append(event.json())
+            if after and "result" in after[-1]:
                 break
-    assert [message["params"]["data"] for message in rest[:-1]] == [
-        f"Notification {i}/10 for cut" for i in range(4, 11)
+    return [event.json() for event in before] + after
+
+
+def test_a_dropped_call_resumes_at_the_prefix(service: HostEndpoint) -> None:
+    session = open_raw_session(service, **ALICE)
+    messages = cut_and_resume(service, session, tool_call(7, {"interval": 0.1, "count": 10, "caller": "cut"}), cut=3)
+    assert [message["params"]["data"] for message in messages[:-1]] == [
+        f"Notification {i}/10 for cut" for i in range(1, 11)
     ]
-    assert rest[-1]["id"] == 7
-    assert rest[-1]["result"]["structuredContent"]["sent"] == 10
+    assert messages[-1]["id"] == 7
+    assert messages[-1]["result"]["structuredContent"]["sent"] == 10
+
+
+def test_the_resumable_core_alone_serves_a_hosts_own_server(tmp_path: Path) -> None:
+    """`tests/host/core_app.py`, the README's second example: the host's `Server`, our `SessionManager`."""
+    with running_host_app(tmp_path, app=CORE_APP) as core:
+        service = HostEndpoint(core, prefix="")
+        session = open_raw_session(service)
+        messages = cut_and_resume(
+            service, session, tool_call(3, {"count": 8, "interval": 0.1}, name="countdown"), cut=2
+        )
+    assert [message["params"]["data"] for message in messages[:-1]] == [f"{i} of 8" for i in range(1, 9)]
+    assert messages[-1]["result"]["content"][0]["text"] == "counted 8"
 
 
 def test_the_hosts_authentication_decides_who_calls(service: HostEndpoint) -> None:
