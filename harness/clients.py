@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import LoggingMessageNotificationParams
+from mcp_types import CallToolResult, LoggingMessageNotificationParams
 
-from harness.service import REPO, Endpoint
+from harness.service import REPO, Endpoint, ServiceProcess
 from service.tools.notification_stream import TOOL_NAME
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "mcp_client",
     "open_raw_session",
     "run_node_client",
+    "stopped_during_a_call",
     "tool_call",
 ]
 
@@ -126,3 +129,25 @@ def run_node_client(config: Mapping[str, Any], timeout: float = 90) -> dict[str,
         raise AssertionError(f"node client printed nothing (exit {proc.returncode}): {proc.stderr.decode()}")
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+async def stopped_during_a_call(
+    process: ServiceProcess, service: Endpoint, *, caller: str, headers: Mapping[str, str] | None = None
+) -> tuple[CallToolResult, float]:
+    """Start a long tool call, SIGTERM `process` once its job runs: the call's result, and how long the stop took."""
+    results: list[CallToolResult] = []
+    async with mcp_client(service.mcp_url, headers=headers) as client, anyio.create_task_group() as tg:
+
+        async def call() -> None:
+            results.append(await client.call_tool(TOOL_NAME, {"interval": 0.02, "count": 10_000, "caller": caller}))
+
+        tg.start_soon(call)
+        async with httpx.AsyncClient(base_url=service.base_url, headers=dict(headers or {})) as http:
+            with anyio.fail_after(10):
+                while not (await http.get("/jobs", params={"status": "running"})).json()["items"]:
+                    await anyio.sleep(0.02)
+        began = time.monotonic()
+        await anyio.to_thread.run_sync(process.stop)
+        stopped = time.monotonic() - began
+    (result,) = results
+    return result, stopped

@@ -6,15 +6,12 @@ import signal
 import time
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
-from mcp_types import CallToolResult
 
-from harness.clients import mcp_client
+from harness.clients import stopped_during_a_call
 from harness.service import ServiceProcess, running_service
 from harness.sse import parse_sse
-from service.tools.notification_stream import TOOL_NAME
 from tests.support import wait_for
 
 
@@ -76,23 +73,10 @@ def test_a_kill_9_loses_at_most_the_flush_window(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_sigterm_during_a_tool_call_records_the_job_as_interrupted(tmp_path: Path) -> None:
     service = ServiceProcess(tmp_path, {}).start()
-    results: list[CallToolResult] = []
-
-    async def call() -> None:
-        results.append(await client.call_tool(TOOL_NAME, {"interval": 0.02, "count": 10_000, "caller": "mcp-long"}))
-
-    async with mcp_client(service.mcp_url) as client, anyio.create_task_group() as tg:
-        tg.start_soon(call)
-        async with httpx.AsyncClient(base_url=service.base_url) as http:
-            with anyio.fail_after(10):
-                while not (await http.get("/jobs", params={"status": "running"})).json()["items"]:
-                    await anyio.sleep(0.02)
-        began = time.monotonic()
-        await anyio.to_thread.run_sync(service.stop)
-        # The jobs are interrupted as shutdown begins, so the open call ends with its result,
-        # well before uvicorn's graceful timeout (SERVICE_SHUTDOWN_TIMEOUT, 3 s) would cut it.
-        assert time.monotonic() - began < 2, service.log()
-    (result,) = results
+    result, stopped = await stopped_during_a_call(service, service, caller="mcp-long")
+    # The jobs are interrupted as shutdown begins, so the open call ends with its result,
+    # well before uvicorn's graceful timeout (SERVICE_SHUTDOWN_TIMEOUT, 3 s) would cut it.
+    assert stopped < 2, service.log()
     assert result.is_error
     assert "Interrupted after" in result.content[0].text  # type: ignore[union-attr]
     with running_service(tmp_path) as restarted:

@@ -45,7 +45,7 @@ def create_stores(settings: Settings, *, runner_id: str = "", replica: str = "")
             idle_horizon=settings.session_idle_timeout,
             lease_ttl=settings.lease_ttl,
         )
-        return Stores(redis, redis, redis)
+        return Stores(redis, redis.job_board, redis.session_relay)
     storage: Storage
     if settings.store is StoreBackend.MEMORY:
         from service.stores.memory import MemoryStorage

@@ -1,8 +1,9 @@
 """The storage interface: append-only event logs and job records, kept for a bounded time.
 
-A backend is one class in one file that satisfies `Storage`. Events live in *partitions*
-(an MCP session, or a job's own log, `job_partition(id)`); a partition holds one or more
-*streams* (the SDK's per-request stream ids, `_GET_stream`, or a job log's single stream).
+A backend is one class that satisfies `Storage`, in a module of its own (Redis: a package).
+Events live in *partitions* (an MCP session, or a job's own log, `job_partition(id)`); a
+partition holds one or more *streams* (the SDK's per-request stream ids, `_GET_stream`, or
+a job log's single stream).
 Event ids are positive integers that increase within a partition and are never reused in
 it (memory and SQLite draw them from one sequence per store, Redis from its writer's clock);
 an id is only ever looked up inside the partition that asks for it, so one session can

@@ -13,7 +13,7 @@ never wait on a write.
 
 If a write fails (disk full, database locked), the rows stay queued and are retried,
 and `append` raises `StoreError` until a write succeeds again, so the failure reaches
-the caller instead of growing memory.
+the caller instead of growing memory (`service.stores.write_behind`, shared with Redis).
 
 Retention runs on the same worker thread, between flushes: every `PURGE_INTERVAL` seconds
 a step deletes at most `PURGE_BATCH` expired jobs (with their logs), `PURGE_BATCH` events of
@@ -35,6 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
@@ -45,6 +46,7 @@ import anyio.to_thread
 from service.domain.jobs import JobRecord, JobStatus
 from service.stores.base import JOB_LOG_PREFIX, Retention, StoredEvent, StoreError, StoreStats, job_partition
 from service.stores.stream_ends import StreamEnd, queue_end
+from service.stores.write_behind import WriteBehind
 
 __all__ = ["SQLiteStorage"]
 
@@ -101,6 +103,27 @@ MAX_QUEUED = 20_000
 """Rows queued at most before `append` waits for the writer: a few tenths of a second of writing."""
 
 
+@dataclass(slots=True)
+class _Queued:
+    """Writes waiting for the next flush."""
+
+    rows: list[_Row] = field(default_factory=list)
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    ended: dict[str, float] = field(default_factory=dict)
+    """Partitions whose owner is gone, with when their events go."""
+    over_cap: set[str] = field(default_factory=set)
+    """Partitions past `max_events_per_partition`: the batch trims them."""
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.jobs or self.ended)
+
+    def take(self, later: _Queued) -> None:
+        self.rows += later.rows
+        self.jobs.update(later.jobs)
+        self.ended.update(later.ended)
+        self.over_cap |= later.over_cap
+
+
 class SQLiteStorage:
     def __init__(
         self,
@@ -122,18 +145,11 @@ class SQLiteStorage:
         self._limiter = anyio.CapacityLimiter(1)
         self._read_limiter = anyio.CapacityLimiter(1)
         self._next_id = 1
-        self._rows: list[_Row] = []
-        self._jobs: dict[str, JobRecord] = {}
-        self._writing: list[_Row] = []  # the batch being written right now
-        self._writing_jobs: dict[str, JobRecord] = {}
-        self._ended: dict[str, float] = {}
+        self._writes = WriteBehind(_Queued)
         self._stream_ends: deque[StreamEnd] = deque()
         """Ended streams of live sessions, by expiry. In memory only, as the sessions are: a restart ends every
         session (`_end_orphaned_partitions`), and what they held goes `Retention.events` later."""
         self._counts: dict[str, int] = {}  # events appended per open partition, to enforce the cap
-        self._over_cap: set[str] = set()
-        self._failure: StoreError | None = None
-        self._flush_lock = anyio.Lock()
         self._stack = AsyncExitStack()
         self._purged_through = ""
         self._next_cap_check = 0.0
@@ -166,15 +182,17 @@ class SQLiteStorage:
     # EventLog
 
     async def append(self, partition: str, stream: str, data: bytes | None) -> int:
-        if self._failure is not None:
-            raise self._failure
+        writes = self._writes
+        if writes.failure is not None:
+            raise writes.failure
+        rows = writes.queued.rows
         event_id = self._next_id
         self._next_id += 1
-        self._rows.append((event_id, partition, stream, data))
+        rows.append((event_id, partition, stream, data))
         count = self._counts[partition] = self._counts.get(partition, 0) + 1
         if count > self._max_events:
-            self._over_cap.add(partition)
-        if len(self._rows) >= self._max_queued:
+            writes.queued.over_cap.add(partition)
+        if len(rows) >= self._max_queued:
             await self._write_queued()  # the queue is full: wait for the writer (the id is this row's already)
         return event_id
 
@@ -217,7 +235,7 @@ class SQLiteStorage:
         queue_end(self._stream_ends, StreamEnd(partition, stream, first, last, time.time() + self._retention.streams))
 
     async def end_partition(self, partition: str) -> None:
-        self._ended[partition] = time.time() + self._retention.events
+        self._writes.queued.ended[partition] = time.time() + self._retention.events
         self._counts.pop(partition, None)
 
     async def seal(self, partition: str) -> None:
@@ -226,10 +244,10 @@ class SQLiteStorage:
     # JobStore
 
     async def save_job(self, job: JobRecord) -> None:
-        self._jobs[job.id] = job.model_copy()
+        self._writes.queued.jobs[job.id] = job.model_copy()
 
     async def get_job(self, job_id: str) -> JobRecord | None:
-        if (job := self._jobs.get(job_id) or self._writing_jobs.get(job_id)) is not None:
+        if (job := self._writes.queued.jobs.get(job_id) or self._writes.writing.jobs.get(job_id)) is not None:
             return job.model_copy()
 
         def query(db: sqlite3.Connection) -> JobRecord | None:
@@ -278,7 +296,7 @@ class SQLiteStorage:
     # Writing
 
     def _pending(self) -> list[_Row]:
-        return [*self._writing, *self._rows]
+        return [*self._writes.writing.rows, *self._writes.queued.rows]
 
     async def flush(self) -> None:
         """Write everything queued so far; raise `StoreError` if the database refuses it.
@@ -286,72 +304,58 @@ class SQLiteStorage:
         While writes are failing this raises at once rather than wait on the database again:
         the background flusher keeps retrying, and clears the failure when a write succeeds.
         """
-        if self._failure is not None:
-            raise self._failure
+        self._writes.raise_failure()
         await self._write_queued()
 
     async def _write_queued(self) -> None:
-        async with self._flush_lock:
-            if not (self._rows or self._jobs or self._ended):
-                return
-            rows, jobs, ended = self._rows, self._jobs, self._ended
-            trim = {partition: self._counts.get(partition, 0) for partition in self._over_cap}
-            self._over_cap = set()
+        await self._writes.write(self._write_batch, None)
 
-            def write(db: sqlite3.Connection) -> tuple[int, dict[str, int]]:
-                with db:
-                    _execute_in_chunks(db, "INSERT INTO events (id, partition, stream, data) VALUES (?, ?, ?, ?)", rows)
-                    _execute_in_chunks(
-                        db,
-                        "INSERT OR REPLACE INTO jobs (id, status, owner, created_at, body, finished)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
+    async def _write_batch(self, batch: _Queued) -> tuple[None, None]:
+        rows, jobs, ended = batch.rows, batch.jobs, batch.ended
+        trim = {partition: self._counts.get(partition, 0) for partition in batch.over_cap}
+
+        def write(db: sqlite3.Connection) -> tuple[int, dict[str, int]]:
+            with db:
+                _execute_in_chunks(db, "INSERT INTO events (id, partition, stream, data) VALUES (?, ?, ?, ?)", rows)
+                _execute_in_chunks(
+                    db,
+                    "INSERT OR REPLACE INTO jobs (id, status, owner, created_at, body, finished)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
                         (
-                            (
-                                j.id,
-                                j.status.value,
-                                j.owner,
-                                j.created_at.isoformat(),
-                                j.model_dump_json(),
-                                j.finished_at.timestamp() if j.finished_at and j.status.is_final else None,
-                            )
-                            for j in jobs.values()
-                        ),
-                    )
-                    db.executemany(
-                        "INSERT OR REPLACE INTO ended_partitions (partition, expires_at) VALUES (?, ?)", ended.items()
-                    )
-                    trimmed, counts = 0, dict[str, int]()
-                    for partition in trim:
-                        trimmed += db.execute(
-                            "DELETE FROM events WHERE partition = ? AND id <="
-                            " (SELECT id FROM events WHERE partition = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                            (partition, partition, self._max_events),
-                        ).rowcount
-                        # Ended streams may have taken many of its events since: count what is left.
-                        (counts[partition],) = db.execute(
-                            "SELECT COUNT(*) FROM events WHERE partition = ?", (partition,)
-                        ).fetchone()
-                return len(rows) - trimmed, counts
+                            j.id,
+                            j.status.value,
+                            j.owner,
+                            j.created_at.isoformat(),
+                            j.model_dump_json(),
+                            j.finished_at.timestamp() if j.finished_at and j.status.is_final else None,
+                        )
+                        for j in jobs.values()
+                    ),
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO ended_partitions (partition, expires_at) VALUES (?, ?)", ended.items()
+                )
+                trimmed, counts = 0, dict[str, int]()
+                for partition in trim:
+                    trimmed += db.execute(
+                        "DELETE FROM events WHERE partition = ? AND id <="
+                        " (SELECT id FROM events WHERE partition = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                        (partition, partition, self._max_events),
+                    ).rowcount
+                    # Ended streams may have taken many of its events since: count what is left.
+                    (counts[partition],) = db.execute(
+                        "SELECT COUNT(*) FROM events WHERE partition = ?", (partition,)
+                    ).fetchone()
+            return len(rows) - trimmed, counts
 
-            self._rows, self._jobs, self._ended = [], {}, {}
-            self._writing, self._writing_jobs = rows, jobs
-            try:
-                written, counts = await self._run_db(write)
-            except StoreError as exc:
-                # Keep the rows for the next attempt, ahead of anything queued meanwhile.
-                self._rows = rows + self._rows
-                self._jobs = {**jobs, **self._jobs}
-                self._ended = {**ended, **self._ended}
-                self._over_cap |= trim.keys()
-                self._failure = exc
-                raise
-            finally:
-                self._writing, self._writing_jobs = [], {}
-            self._stored_events += written
-            self._failure = None
-            for partition, count in counts.items():
-                if partition in self._counts:  # appended since the trim began: counted already
-                    self._counts[partition] += count - trim[partition]
+        # A failure keeps the batch for the next attempt, ahead of anything queued meanwhile (`WriteBehind`).
+        written, counts = await self._run_db(write)
+        self._stored_events += written
+        for partition, count in counts.items():
+            if partition in self._counts:  # appended since the trim began: counted already
+                self._counts[partition] += count - trim[partition]
+        return None, None
 
     # Retention
 
@@ -403,7 +407,7 @@ class SQLiteStorage:
         files = (self._path, self._path.with_name(self._path.name + "-wal"))
         return StoreStats(
             jobs=stored_jobs,  # as of the last flush: a queued save may be a new job or an update
-            events=self._stored_events + len(self._writing) + len(self._rows),
+            events=self._stored_events + len(self._writes.writing.rows) + len(self._writes.queued.rows),
             bytes=sum(path.stat().st_size for path in files if path.exists()),
         )
 
@@ -418,7 +422,7 @@ class SQLiteStorage:
                     # While there is more, a step follows each flush; then one a second.
                     next_purge = 0.0 if more else time.monotonic() + PURGE_INTERVAL
             except StoreError:
-                continue  # `_failure` makes appenders report it; keep retrying.
+                continue  # the latched failure makes appenders report it; keep retrying.
 
     # Plumbing
 

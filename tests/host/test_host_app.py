@@ -7,17 +7,14 @@ The dashboard under the prefix, in Chromium, is in `tests/pages/test_dashboard.p
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import pytest
-from mcp_types import CallToolResult
 
-from harness.clients import Received, mcp_client, open_raw_session, tool_call
+from harness.clients import Received, mcp_client, open_raw_session, stopped_during_a_call, tool_call
 from harness.host import CORE_APP, PREFIX, HostEndpoint, host_process, running_host_app
 from harness.service import Endpoint, ServiceProcess
 from harness.sse import parse_sse
@@ -179,24 +176,10 @@ def test_behind_a_proxys_root_path_the_dashboard_links_under_it(tmp_path: Path) 
 @pytest.mark.anyio
 async def test_sigterm_under_plain_uvicorn_ends_a_streaming_call_and_records_it(tmp_path: Path) -> None:
     process = host_process(tmp_path).start()
-    service = HostEndpoint(process)
-    results: list[CallToolResult] = []
-
-    async def call() -> None:
-        results.append(await client.call_tool(TOOL_NAME, {"interval": 0.02, "count": 10_000, "caller": "long"}))
-
-    async with mcp_client(service.mcp_url, headers=ALICE) as client, anyio.create_task_group() as tg:
-        tg.start_soon(call)
-        async with httpx.AsyncClient(base_url=service.base_url, headers=ALICE) as http:
-            with anyio.fail_after(10):
-                while not (await http.get("/jobs", params={"status": "running"})).json()["items"]:
-                    await anyio.sleep(0.02)
-        began = time.monotonic()
-        await anyio.to_thread.run_sync(process.stop)
-        # uvicorn's own command waits for open responses without a bound (no graceful timeout):
-        # the call ends because the service interrupts its job as the signal arrives.
-        assert time.monotonic() - began < 3, process.log()
-    (result,) = results
+    result, stopped = await stopped_during_a_call(process, HostEndpoint(process), caller="long", headers=ALICE)
+    # uvicorn's own command waits for open responses without a bound (no graceful timeout):
+    # the call ends because the service interrupts its job as the signal arrives.
+    assert stopped < 3, process.log()
     assert result.is_error
     assert "Interrupted after" in result.content[0].text  # type: ignore[union-attr]
     with running_host_app(tmp_path) as restarted:

@@ -13,7 +13,7 @@ from redis.exceptions import ResponseError
 
 from harness.redis import redis_server
 from service.cluster.redis_server import INSTALL_HINT, RedisServer, redis_server_binary
-from service.stores.redis_wire import RespWire, pack
+from service.stores.redis.wire import RespWire, pack
 from tests.support import unavailable
 
 pytestmark = [pytest.mark.anyio, pytest.mark.in_process]

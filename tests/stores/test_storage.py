@@ -224,7 +224,7 @@ async def test_sqlite_holds_a_producer_to_the_disks_pace(tmp_path: Path) -> None
         queued = []
         for n in range(1000):
             await storage.append("p", "s", b"%d" % n)
-            queued.append(len(storage._rows))
+            queued.append(len(storage._writes.queued.rows))
         assert max(queued) < 100  # with no flush due for a minute, only the bound wrote them
         assert [event.data for event in await storage.read("p", "s")] == [b"%d" % n for n in range(1000)]
     async with SQLiteStorage(tmp_path / "s.db", max_events_per_partition=10_000, retention=KEEP) as reopened:

@@ -26,8 +26,10 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import InvalidResponse, ResponseError
 from typing_extensions import override
 
-__all__ = ["Command", "PipelineWire", "RespWire", "Wire", "pack"]
+__all__ = ["Client", "Command", "PipelineWire", "RespWire", "Wire", "pack"]
 
+Client = aioredis.Redis | RedisCluster
+"""redis-py's client: the store's calls that want an answer now, its pub/sub, and a cluster's routing."""
 Command = tuple[str | bytes | int | float, ...]
 
 
@@ -173,7 +175,7 @@ class RespWire:
 class PipelineWire:
     """redis-py's pipeline on the store's client: on a cluster, it sends each master its commands."""
 
-    def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
+    def __init__(self, client: Client) -> None:
         self._client = client
 
     async def send(self, commands: Sequence[Command]) -> list[Any]:
