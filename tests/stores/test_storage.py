@@ -14,7 +14,8 @@ from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, new_jo
 from service.stores.base import Retention, Storage, job_partition
 from service.stores.memory import MemoryStorage
 from service.stores.redis import RedisStorage
-from service.stores.sqlite import PURGE_BATCH, WRITE_CHUNK, SQLiteStorage
+from service.stores.sqlite import SQLiteStorage
+from service.stores.sqlite.statements import PURGE_BATCH, WRITE_CHUNK
 
 pytestmark = [pytest.mark.anyio, pytest.mark.in_process]
 

@@ -1,39 +1,11 @@
-"""Durable storage in one SQLite file (WAL), the service's default.
-
-`append` is awaited inline for every message the MCP transport sends, so it must not
-touch the disk. It assigns the id and queues the row; a flusher task writes the queue
-in one transaction every `flush_interval` seconds, on a worker thread. The durability
-window is therefore `flush_interval`: a crash (not a clean shutdown, which flushes)
-can lose the events of the last interval. A producer faster than the disk (a job with no
-interval sends ~30,000 notifications a second, two rows each) would make the queue, the
-window and what every read scans grow without bound: past `max_queued` rows, `append`
-waits for the writer, so producers go at the disk's pace. Reads merge the rows still
-queued with what the database returns, so they see every event appended before them and
-never wait on a write.
-
-If a write fails (disk full, database locked), the rows stay queued and are retried,
-and `append` raises `StoreError` until a write succeeds again, so the failure reaches
-the caller instead of growing memory (`service.stores.write_behind`, shared with Redis).
-
-Retention runs on the same worker thread, between flushes: every `PURGE_INTERVAL` seconds
-a step deletes at most `PURGE_BATCH` expired jobs (with their logs), `PURGE_BATCH` events of
-expired sessions and `STREAM_PURGE_BATCH` events of the streams of live sessions that ended
-(`end_stream`; their ends are kept in memory, as the sessions are), in one short
-transaction, and the next step follows at the next flush while there is more. The cap on
-finished jobs is checked every `CAP_INTERVAL` seconds, so the store may hold that many
-seconds of jobs beyond it. Deleted pages go to SQLite's free list and are reused, so the
-file stops growing once retention is reached. (Incremental auto-vacuum would give them back
-to the file system, only for the file to grow again, at a cost on every write.)
-"""
+"""`SQLiteStorage`: the write-behind queue, the reads that merge it, retention steps, on a worker thread."""
 
 from __future__ import annotations
 
-import itertools
-import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +16,8 @@ import anyio
 import anyio.to_thread
 
 from service.domain.jobs import JobRecord, JobStatus
-from service.stores.base import JOB_LOG_PREFIX, Retention, StoredEvent, StoreError, StoreStats, job_partition
+from service.stores.base import Retention, StoredEvent, StoreError, StoreStats, job_partition
+from service.stores.sqlite import schema, statements
 from service.stores.stream_ends import StreamEnd, queue_end
 from service.stores.write_behind import WriteBehind
 
@@ -52,51 +25,10 @@ __all__ = ["SQLiteStorage"]
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    partition TEXT NOT NULL,
-    stream TEXT NOT NULL,
-    data BLOB
-);
-CREATE INDEX IF NOT EXISTS events_by_partition ON events (partition, id);
-CREATE TABLE IF NOT EXISTS ended_partitions (
-    partition TEXT PRIMARY KEY,
-    expires_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    owner TEXT,
-    created_at TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at DESC, id DESC);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
-
-# Databases from before retention have no `finished` column: it is added, and filled from
-# each job's body, at the next open.
-FINISHED_COLUMN = """
-ALTER TABLE jobs ADD COLUMN finished REAL;
-UPDATE jobs SET finished = (julianday(json_extract(body, '$.finished_at')) - 2440587.5) * 86400.0
-    WHERE status NOT IN ('pending', 'running');
-"""
-FINISHED_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_finished ON jobs (finished) WHERE finished IS NOT NULL"
-
 _Row = tuple[int, str, str, bytes | None]
 
-WRITE_CHUNK = 32
-"""Rows per `executemany` call in a flush (see `_execute_in_chunks`)."""
 PURGE_INTERVAL = 1.0
 """Seconds between purge steps while there is nothing left to purge."""
-PURGE_BATCH = 256
-"""Jobs, and session events, deleted at most by one purge step (one transaction)."""
-STREAM_PURGE_BATCH = 1024
-"""Events of ended streams deleted at most by one purge step: a busy session ends a stream per call."""
 CAP_INTERVAL = 10.0
 """Seconds between checks of `Retention.max_jobs`: counting the finished jobs walks an index."""
 MAX_QUEUED = 20_000
@@ -148,7 +80,7 @@ class SQLiteStorage:
         self._writes = WriteBehind(_Queued)
         self._stream_ends: deque[StreamEnd] = deque()
         """Ended streams of live sessions, by expiry. In memory only, as the sessions are: a restart ends every
-        session (`_end_orphaned_partitions`), and what they held goes `Retention.events` later."""
+        session (`statements.end_orphaned_partitions`), and what they held goes `Retention.events` later."""
         self._counts: dict[str, int] = {}  # events appended per open partition, to enforce the cap
         self._stack = AsyncExitStack()
         self._purged_through = ""
@@ -260,7 +192,7 @@ class SQLiteStorage:
         # Rare (a DELETE over REST): written at once rather than through the queue.
         self._counts.pop(job_partition(job_id), None)
         await self.flush()
-        self._stored_events -= await self._run_db(lambda db: _delete_job(db, job_id))
+        self._stored_events -= await self._run_db(lambda db: statements.delete_job(db, job_id))
 
     async def was_purged(self, job_id: str) -> bool:
         return job_id <= self._purged_through
@@ -316,8 +248,10 @@ class SQLiteStorage:
 
         def write(db: sqlite3.Connection) -> tuple[int, dict[str, int]]:
             with db:
-                _execute_in_chunks(db, "INSERT INTO events (id, partition, stream, data) VALUES (?, ?, ?, ?)", rows)
-                _execute_in_chunks(
+                statements.execute_in_chunks(
+                    db, "INSERT INTO events (id, partition, stream, data) VALUES (?, ?, ?, ?)", rows
+                )
+                statements.execute_in_chunks(
                     db,
                     "INSERT OR REPLACE INTO jobs (id, status, owner, created_at, body, finished)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
@@ -375,14 +309,14 @@ class SQLiteStorage:
 
         now = time.time()
         due: list[StreamEnd] = []
-        while self._stream_ends and self._stream_ends[0].expires <= now and len(due) < PURGE_BATCH:
+        while self._stream_ends and self._stream_ends[0].expires <= now and len(due) < statements.PURGE_BATCH:
             due.append(self._stream_ends.popleft())
 
         def purge(db: sqlite3.Connection) -> tuple[int, int, str, int]:
             with db:
-                jobs, events, newest = _purge_jobs(db, before=now - retention.jobs, cap=cap)
-                events += _purge_ended_partitions(db, now)
-                dropped, done = _drop_ended_streams(db, due)
+                jobs, events, newest = statements.purge_jobs(db, before=now - retention.jobs, cap=cap)
+                events += statements.purge_ended_partitions(db, now)
+                dropped, done = statements.drop_ended_streams(db, due)
             return jobs, events + dropped, newest, done
 
         try:
@@ -391,7 +325,7 @@ class SQLiteStorage:
             self._stream_ends.extendleft(reversed(due))
             raise
         self._stream_ends.extendleft(reversed(due[done:]))  # the step's budget ran out before them
-        if cap is not None and jobs < PURGE_BATCH:  # under the cap again: the next check can wait
+        if cap is not None and jobs < statements.PURGE_BATCH:  # under the cap again: the next check can wait
             self._next_cap_check = time.monotonic() + CAP_INTERVAL
         self._stored_events -= events
         self._purged_through = max(self._purged_through, newest)
@@ -456,10 +390,10 @@ class SQLiteStorage:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA busy_timeout = 1000")
-            _rename_scopes(db)
-            db.executescript(SCHEMA)
-            _migrate(db)
-            _end_orphaned_partitions(db, expires_at=time.time() + self._retention.events)
+            schema.rename_scopes(db)
+            db.executescript(schema.SCHEMA)
+            schema.migrate(db)
+            statements.end_orphaned_partitions(db, expires_at=time.time() + self._retention.events)
             purged = db.execute("SELECT value FROM meta WHERE key = 'purged_through'").fetchone()
             (events,) = db.execute("SELECT COUNT(*) FROM events").fetchone()
             # sqlite_sequence remembers the largest id ever written, even once it was purged.
@@ -480,127 +414,3 @@ class SQLiteStorage:
             if db is not None:
                 db.close()
         self._db = self._reader = None
-
-
-def _execute_in_chunks(db: sqlite3.Connection, sql: str, rows: Iterable[tuple[object, ...]]) -> None:
-    """`executemany` in chunks, offering the core (and the GIL) to the event loop's thread between them.
-
-    Where the loop and this thread share one core, a flush written in one go delays the
-    request in flight by all of it (about 1.5 ms at 800 calls/s): that was the p99 of a
-    lightly loaded server. In chunks, the loop takes its turn between them when it has
-    work, and the flush goes straight on when it has none.
-    """
-    remaining = iter(rows)
-    while chunk := list(itertools.islice(remaining, WRITE_CHUNK)):
-        db.executemany(sql, chunk)
-        if hasattr(os, "sched_yield"):
-            os.sched_yield()
-
-
-def _rename_scopes(db: sqlite3.Connection) -> None:
-    """Databases from before partitions had their name called them scopes: rename, in place."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
-    if "scope" not in columns:
-        return
-    with db:
-        db.execute("ALTER TABLE events RENAME COLUMN scope TO partition")
-        db.execute("DROP INDEX IF EXISTS events_by_scope")  # SCHEMA builds events_by_partition
-        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'ended_scopes'").fetchone():
-            db.execute("ALTER TABLE ended_scopes RENAME TO ended_partitions")
-            db.execute("ALTER TABLE ended_partitions RENAME COLUMN scope TO partition")
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
-    if "finished" not in columns:
-        with db:
-            for statement in FINISHED_COLUMN.strip().split(";\n"):
-                db.execute(statement)
-    db.execute(FINISHED_INDEX)
-
-
-def _end_orphaned_partitions(db: sqlite3.Connection, *, expires_at: float) -> None:
-    """Sessions live in one process: any session partition found at open was left by one that crashed."""
-    with db:
-        db.execute(
-            "INSERT OR IGNORE INTO ended_partitions (partition, expires_at)"
-            " SELECT DISTINCT partition, ? FROM events WHERE partition NOT LIKE ? || '%'",
-            (expires_at, JOB_LOG_PREFIX),
-        )
-
-
-def _delete_job(db: sqlite3.Connection, job_id: str) -> int:
-    """Delete one job and its log; return the events deleted."""
-    with db:
-        events = db.execute("DELETE FROM events WHERE partition = ?", (job_partition(job_id),)).rowcount
-        db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-    return events
-
-
-# The jobs one purge step takes: the oldest finished, expired ones (or, beyond the cap, the oldest
-# at all). Each statement below runs whole inside SQLite, in one call that releases the GIL once:
-# deleting job by job (`executemany`) handed the GIL back and forth with the event loop's thread
-# hundreds of times a step, and that cost the loop more than the deletes cost the writer.
-_EXPIRED = "SELECT id FROM jobs WHERE finished IS NOT NULL AND finished <= :before ORDER BY finished LIMIT :limit"
-_OLDEST = "SELECT id FROM jobs WHERE finished IS NOT NULL ORDER BY finished LIMIT :limit"
-
-
-def _purge_jobs(db: sqlite3.Connection, *, before: float, cap: int | None) -> tuple[int, int, str]:
-    """Up to `PURGE_BATCH` finished jobs that expired, or are the oldest beyond the cap, with their logs.
-
-    Returns the jobs and the events deleted, and the newest id among the jobs.
-    """
-    taken, batch = _EXPIRED, {"before": before, "limit": PURGE_BATCH}
-    if cap is not None:
-        (finished,) = db.execute("SELECT COUNT(*) FROM jobs WHERE finished IS NOT NULL").fetchone()
-        if finished > cap:  # the oldest beyond the cap go, expired or not (the expired are older still)
-            taken, batch = _OLDEST, {"limit": min(PURGE_BATCH, finished - cap)}
-    (newest,) = db.execute(f"SELECT max(id) FROM ({taken})", batch).fetchone()
-    if newest is None:
-        return 0, 0, ""
-    events = db.execute(
-        f"DELETE FROM events WHERE partition IN (SELECT '{JOB_LOG_PREFIX}' || id FROM ({taken}))", batch
-    ).rowcount
-    jobs = db.execute(f"DELETE FROM jobs WHERE id IN ({taken})", batch).rowcount
-    db.execute(
-        "INSERT INTO meta (key, value) VALUES ('purged_through', ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
-        (newest,),
-    )
-    return jobs, events, str(newest)
-
-
-def _purge_ended_partitions(db: sqlite3.Connection, now: float) -> int:
-    """Up to `PURGE_BATCH` events of sessions whose retention ran out; a partition is forgotten once it is empty."""
-    # CROSS JOIN makes the (few) ended partitions the outer loop: left to itself, SQLite scanned
-    # the whole events index for ended partitions, at every step.
-    removed = db.execute(
-        "DELETE FROM events WHERE id IN (SELECT events.id FROM ended_partitions CROSS JOIN events"
-        " ON events.partition = ended_partitions.partition WHERE ended_partitions.expires_at <= ? LIMIT ?)",
-        (now, PURGE_BATCH),
-    ).rowcount
-    if removed < PURGE_BATCH:
-        db.execute(
-            "DELETE FROM ended_partitions WHERE expires_at <= ?"
-            " AND NOT EXISTS (SELECT 1 FROM events WHERE events.partition = ended_partitions.partition)",
-            (now,),
-        )
-    return removed
-
-
-def _drop_ended_streams(db: sqlite3.Connection, ends: Sequence[StreamEnd]) -> tuple[int, int]:
-    """Up to `STREAM_PURGE_BATCH` events of these ended streams; returns them, and how many ends went whole.
-
-    Each end names its stream's first and last id, so a delete reads that range of its
-    partition's index, never the whole partition (a long job's stream may sit beside it).
-    """
-    budget = STREAM_PURGE_BATCH
-    for done, end in enumerate(ends):
-        budget -= db.execute(
-            "DELETE FROM events WHERE id IN (SELECT id FROM events"
-            " WHERE partition = ? AND id BETWEEN ? AND ? AND stream = ? LIMIT ?)",
-            (end.partition, end.first, end.last, end.stream, budget),
-        ).rowcount
-        if budget == 0:
-            return STREAM_PURGE_BATCH, done  # this one may have more: it goes again
-    return STREAM_PURGE_BATCH - budget, len(ends)
