@@ -44,6 +44,8 @@ class Plan:
     """...up to this many times in all, keeping the quietest."""
     tools_only: bool = False
     """Measure the tool calls and nothing else (a before-and-after of a change: `--tools-only`)."""
+    servers: tuple[str, ...] = ()
+    """Only these servers (`--servers`); every one when empty."""
 
 
 FULL = Plan(
@@ -206,7 +208,7 @@ def rotated(names: Sequence[str], by: int) -> list[str]:
 def run(plan: Plan, *, code: Path | None = None) -> Results:
     results = Results(plan)
     for round_no in range(plan.rounds):
-        order = rotated(EVERY_SERVER, round_no)
+        order = rotated([name for name in EVERY_SERVER if not plan.servers or name in plan.servers], round_no)
         log(f"round {round_no + 1}/{plan.rounds}: {', '.join(order)}")
         for name in order:
             try:

@@ -4,6 +4,7 @@
     uv run python -m bench.run --quick    # a smoke run (under 2 minutes) to bench/results/; exits 1 on errors
     uv run python -m bench.run --render docs/benchmarks.json   # the report again, from a run's stored figures
     uv run python -m bench.run --remeasure-notify docs/benchmarks.json   # its notification rows again (~5 min)
+    uv run python -m bench.run --tools-only --servers service-sqlite --code /tmp/old   # another checkout's calls
 
 Each server runs pinned to core 0 and the load generator (`bench.loadgen`) to core 1.
 Every round starts fresh server processes in a rotated order; the figures are medians
@@ -32,14 +33,15 @@ from bench.servers import LOADGEN_CORE, ROOT, log
 from bench.summary import smoke_problems, tool_lines
 
 
-def freeze_code(into: Path) -> str:
-    """Copy service/ to `into` for the servers to import (edits made while a run goes on change
-    nothing it measures), and describe what was copied."""
-    shutil.copytree(ROOT / "service", into / "service", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+def freeze_code(into: Path, source: Path = ROOT) -> str:
+    """Copy `source`'s service/ to `into` for the servers to import (edits made while a run goes on
+    change nothing it measures), and describe what was copied."""
+    shutil.copytree(source / "service", into / "service", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     digest = hashlib.sha256()
     for path in sorted((into / "service").rglob("*.py")):
         digest.update(path.relative_to(into).as_posix().encode() + b"\0" + path.read_bytes())
-    return f"{code_version()}; snapshot sha256 {digest.hexdigest()[:12]}"
+    where = code_version() if source == ROOT else f"the checkout at {source}"
+    return f"{where}; snapshot sha256 {digest.hexdigest()[:12]}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -58,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="the tool-call runs alone, printed, no report (a change's before/after)",
     )
+    parser.add_argument("--servers", help="only these servers, comma-separated (service-sqlite,service-memory)")
+    parser.add_argument("--code", type=Path, default=ROOT, help="measure the service/ of this checkout (a worktree)")
     args = parser.parse_args(argv)
     if args.render:
         results = load(args.render)
@@ -83,12 +87,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         plan = Plan(**{**vars(plan), "out_dir": args.out})
     if args.tools_only:
         plan = Plan(**{**vars(plan), "tools_only": True})
+    if args.servers:
+        plan = Plan(**{**vars(plan), "servers": tuple(args.servers.split(","))})
     if len(os.sched_getaffinity(0)) < 2 or (os.cpu_count() or 1) < 2:
         raise SystemExit("bench.run needs two cores (server on core 0, load generator on core 1)")
     os.sched_setaffinity(0, {LOADGEN_CORE})  # keep this orchestrator off the server's core
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-code-") as snapshot:
-        code = freeze_code(Path(snapshot))
+        code = freeze_code(Path(snapshot), args.code)
         log(f"measuring {code}")
         results = run(plan, code=Path(snapshot))
         results.code = code

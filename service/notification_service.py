@@ -108,7 +108,7 @@ class NotificationService:
         )
         measured = settings.metrics or tracer is not None
         storage = MeasuredStorage(stores.storage, self.metrics, tracer=tracer) if measured else stores.storage
-        self.engine = JobEngine(
+        self._engine = JobEngine(
             storage,
             JobLimits(max_jobs=settings.max_jobs, max_jobs_per_session=settings.max_jobs_per_session),
             board=stores.board,
@@ -125,11 +125,11 @@ class NotificationService:
         )
         self.sessions = self._session_manager(storage, extra_tools, traced=tracer is not None)
         directory = LiveSessions(self.sessions, stores.relay)
-        self.metrics.watch(sessions=lambda: len(self.sessions), running_jobs=lambda: self.engine.running_count)
-        self._lifecycle = Lifecycle(storage, self.engine, self.sessions, directory)
+        self.metrics.watch(sessions=lambda: len(self.sessions), running_jobs=lambda: self._engine.running_count)
+        self._lifecycle = Lifecycle(storage, self._engine, self.sessions, directory)
         self._services = Services(
             settings=settings,
-            engine=self.engine,
+            engine=self._engine,
             sessions=directory,
             auth_required=self._user_of is not None,
             replica=self.replica,
@@ -139,7 +139,7 @@ class NotificationService:
     def _session_manager(self, storage: EventLog, extra_tools: Sequence[McpTool], *, traced: bool) -> SessionManager:
         settings = self.settings
         server = build_server(
-            self.engine,
+            self._engine,
             spec=spec_model(self._limits),
             version=__version__,
             extra_tools=extra_tools,

@@ -10,7 +10,7 @@ postpone annotations (`from __future__ import annotations`), unlike the others.
 from fastapi import APIRouter, HTTPException, status
 
 from service.api.deps import EngineDep, PrincipalDep, SessionsDep
-from service.api.jobs import LINKS_FROM_A_JOB
+from service.api.jobs import JOB_ERRORS, LINKS_FROM_A_JOB
 from service.api.responses import error_responses
 from service.api.schemas import Job, JobCreate
 from service.domain.jobs import JobOrigin
@@ -21,7 +21,7 @@ __all__ = ["creation_router"]
 
 def creation_router(job_create: type[JobCreate]) -> APIRouter:
     """`POST /jobs` with `job_create` (`spec_model(limits, base=JobCreate)`) as its body."""
-    router = APIRouter(prefix="/jobs", tags=["jobs"], responses=error_responses(401, 413, 421, 431, 503))
+    router = APIRouter(prefix="/jobs", tags=["jobs"], responses=JOB_ERRORS)
 
     @router.post(
         "",

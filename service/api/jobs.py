@@ -21,7 +21,7 @@ from service.domain.jobs import JOB_ID_PATTERN, JobRecord, JobStatus
 from service.jobs.engine import JobEngine
 from service.stores.base import EVENT_ID_PATTERN, parse_event_id
 
-__all__ = ["LINKS_FROM_A_JOB", "job_or_404", "router"]
+__all__ = ["JOB_ERRORS", "LINKS_FROM_A_JOB", "router"]
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job's id: 32 lowercase hex digits.")]
 RESUME_PATTERN = f"^({EVENT_ID_PATTERN.strip('^$')})?$"
@@ -36,7 +36,7 @@ MAX_OFFSET = 1_000_000_000
 """Far beyond any store's job count, and well inside a 64-bit integer (SQLite's)."""
 
 
-async def job_or_404(engine: JobEngine, job_id: str, principal: str | None) -> JobRecord:
+async def _job_or_404(engine: JobEngine, job_id: str, principal: str | None) -> JobRecord:
     """The job, if it exists and the caller may see it: another principal's job is "not found" too."""
     job = await engine.get(job_id)
     if job is not None and (principal is None or job.owner == principal):
@@ -50,7 +50,10 @@ async def job_or_404(engine: JobEngine, job_id: str, principal: str | None) -> J
     raise HTTPException(status.HTTP_404_NOT_FOUND, f"Job {job_id} not found")
 
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=error_responses(401, 413, 421, 431, 503))
+JOB_ERRORS = error_responses(401, 413, 421, 431, 503)
+"""What any job route may answer: authentication, the guards' limits, and a store that is unavailable."""
+
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=JOB_ERRORS)
 
 
 @router.get("", summary="List jobs, newest first", operation_id="list_jobs")
@@ -113,7 +116,7 @@ async def job_changes(
 
 @router.get("/{job_id}", summary="One job", operation_id="get_job", responses=error_responses(404))
 async def get_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
-    return Job.of(await job_or_404(engine, job_id, principal))
+    return Job.of(await _job_or_404(engine, job_id, principal))
 
 
 @router.post(
@@ -125,7 +128,7 @@ async def get_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> 
 async def cancel_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Job:
     """Stop a running job and answer with it. An MCP client waiting on it gets a result saying
     it was cancelled after k of n. The job stays listed, as cancelled."""
-    job = await job_or_404(engine, job_id, principal)
+    job = await _job_or_404(engine, job_id, principal)
     if job.status.is_final:
         raise HTTPException(status.HTTP_409_CONFLICT, f"Job {job_id} has already ended ({job.status.value})")
     cancelled = await engine.cancel(job_id)
@@ -142,7 +145,7 @@ async def cancel_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) 
 )
 async def delete_job(job_id: JobId, engine: EngineDep, principal: PrincipalDep) -> Response:
     """Forget a job and its notifications, cancelling it first if it still runs; it answers 404 after."""
-    await job_or_404(engine, job_id, principal)
+    await _job_or_404(engine, job_id, principal)
     await engine.delete(job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -174,7 +177,7 @@ async def job_events(
 ) -> StreamingResponse:
     """Every notification of the job so far, then each new one as it is sent, then an `end`
     event carrying the final job. Reconnect with `Last-Event-ID` to get only what you missed."""
-    await job_or_404(engine, job_id, principal)
+    await _job_or_404(engine, job_id, principal)
     after = 0
     if last_event_id:
         parsed = parse_event_id(last_event_id)
