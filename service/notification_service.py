@@ -113,6 +113,7 @@ class NotificationService:
             JobLimits(max_jobs=settings.max_jobs, max_jobs_per_session=settings.max_jobs_per_session),
             board=stores.board,
             runner_id=runner_id,
+            replica=self.replica,
             metrics=self.metrics,
             tracer=tracer,
         )

@@ -46,6 +46,8 @@ class Job(BaseModel):
     origin: JobOrigin
     session_id: str | None
     owner: str | None
+    replica: str | None = Field(description="The replica that runs it now, or ran it last.")
+    takeovers: int = Field(description="How many times a replica took it over from one that had died, and went on.")
     error: str | None
     created_at: datetime
     started_at: datetime | None

@@ -207,6 +207,10 @@ class JobRecord(BaseModel):
     owner: str | None = None
     runner: str | None = None
     """The engine (the process) that runs or ran it (`JobEngine.runner_id`)."""
+    replica: str | None = None
+    """The replica that runs or ran it, as the others call it (`SERVICE_REPLICA_ID`, else its runner id)."""
+    takeovers: int = 0
+    """How many times another engine took the job over from one that had died, and went on with it."""
     error: str | None = None
     created_at: datetime
     started_at: datetime | None = None
@@ -214,7 +218,14 @@ class JobRecord(BaseModel):
 
     @classmethod
     def new(
-        cls, job_id: str, spec: JobSpec, origin: JobOrigin, session_id: str | None, owner: str | None, runner: str
+        cls,
+        job_id: str,
+        spec: JobSpec,
+        origin: JobOrigin,
+        session_id: str | None,
+        owner: str | None,
+        runner: str,
+        replica: str | None = None,
     ) -> JobRecord:
         return cls(
             id=job_id,
@@ -226,6 +237,7 @@ class JobRecord(BaseModel):
             session_id=session_id,
             owner=owner,
             runner=runner,
+            replica=replica,
             created_at=utcnow(),
         )
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, new_job_id, new_runner_id, utcnow
@@ -40,6 +41,8 @@ PROGRESS_INTERVAL = 1.0
 """Seconds between saves of a running job's progress (`sent`): what other replicas, and a restart, see of it."""
 CANCEL_WAIT = 5.0
 """Seconds a cancel waits for a job that runs elsewhere to stop (its engine checks within a second)."""
+STALL = 1.0
+"""Seconds a job may wake late before it asks the board whether it still runs it (`JobBoard.holds`)."""
 BURST = 64
 """A job that is due (an `interval` of 0, or behind) sends up to this many notifications between two trips
 through the event loop: its stream's writer then sends them in one write, instead of one write (and one
@@ -91,6 +94,7 @@ class JobEngine:
         *,
         board: JobBoard | None = None,
         runner_id: str | None = None,
+        replica: str | None = None,
         metrics: Metrics | None = None,
         tracer: Tracer | None = None,
     ) -> None:
@@ -98,6 +102,7 @@ class JobEngine:
         self._board = board if board is not None else LocalBoard(storage)
         self._limits = limits
         self.runner_id = runner_id or new_runner_id()
+        self.replica = replica or self.runner_id
         self._metrics = metrics if metrics is not None else Metrics(backend="unnamed")
         self._tracer = tracer
         # Children resolved once (`labels()` validates and locks): these counters are on every job's path.
@@ -115,13 +120,13 @@ class JobEngine:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[JobEngine]:
         """Run jobs until the block exits; then cancel the ones still running and record them."""
-        for job in await self._board.abandoned_jobs():
-            self.lost(job)
         async with anyio.create_task_group() as watching:
-            watching.start_soon(self._board.watch, self, name="job board")
             try:
                 async with anyio.create_task_group() as task_group:
                     self._task_group = task_group
+                    for job in await self._board.abandoned_jobs():
+                        self.abandoned(job)
+                    watching.start_soon(self._board.watch, self, name="job board")
                     try:
                         yield self
                     finally:
@@ -146,8 +151,21 @@ class JobEngine:
             live.cancel_status = status
             live.cancel_scope.cancel()
 
-    def lost(self, job: JobRecord) -> None:
+    def abandoned(self, job: JobRecord) -> None:
         self._metrics.leases_expired.inc()
+        if job.status is JobStatus.RUNNING and job.runner == self.runner_id and self._task_group is not None:
+            logger.warning(
+                "job %s lost its engine (its lease expired, or its process is gone): taken over here after "
+                "%d of %d notifications (takeover %d)",
+                job.id,
+                job.sent,
+                job.count,
+                job.takeovers,
+                extra={"job_id": job.id},
+            )
+            live = self._live[job.id] = _LiveJob(job, [])
+            self._task_group.start_soon(self._run, live, name=f"job {job.id}")
+            return
         logger.warning(
             "job %s lost its engine %s (its lease expired, or its process is gone): recorded interrupted after "
             "%d of %d notifications",
@@ -191,7 +209,7 @@ class JobEngine:
         task_group = self._task_group
         if task_group is None:
             raise RuntimeError("the job engine is not running")
-        job = JobRecord.new(new_job_id(), spec, origin, session_id, owner, self.runner_id)
+        job = JobRecord.new(new_job_id(), spec, origin, session_id, owner, self.runner_id, self.replica)
         await self._admit(job, announce=True)  # its id goes to a client that may ask another replica next
         await self._storage.save_job(job)
         live = self._live[job.id] = _LiveJob(job, list(sinks))
@@ -215,7 +233,7 @@ class JobEngine:
         """
         if self._task_group is None:
             raise RuntimeError("the job engine is not running")
-        job = JobRecord.new(new_job_id(), spec, origin, session_id, owner, self.runner_id)
+        job = JobRecord.new(new_job_id(), spec, origin, session_id, owner, self.runner_id, self.replica)
         await self._admit(job, announce=False)  # other replicas see it within the store's next write
         live = self._live[job.id] = _LiveJob(job, list(sinks))
         await self._run(live)
@@ -323,7 +341,8 @@ class JobEngine:
 
     async def _run_job(self, live: _LiveJob) -> None:
         job = live.job
-        job.status, job.started_at = JobStatus.RUNNING, utcnow()
+        first = job.sent + 1  # a job taken over goes on from its next notification
+        job.status, job.started_at = JobStatus.RUNNING, job.started_at or utcnow()
         partition = job_partition(job.id)
         sent = self._sent[job.origin]
         # `run` runs the job in its caller's task: the job's id leaves the logging context with the job.
@@ -336,14 +355,21 @@ class JobEngine:
             with live.cancel_scope:
                 live.touch()
                 start = saved = anyio.current_time()
-                for index in range(1, job.count + 1):
+                for index in range(first, job.count + 1):
                     # The first is due now; later ones wait for their time, or for every BURST-th turn. The
                     # clock is read only where the job may wait (a read costs a microsecond: anyio looks up
                     # its backend), and progress is saved after a wait.
-                    due = start + (index - 1) * job.interval
-                    if index > 1 and (index % BURST == 0 or (job.interval and due > anyio.current_time())):
+                    due = start + (index - first) * job.interval
+                    if index > first and (index % BURST == 0 or (job.interval and due > anyio.current_time())):
                         await anyio.sleep_until(due)
-                        if (now := anyio.current_time()) - saved >= PROGRESS_INTERVAL:
+                        now = anyio.current_time()
+                        if now - due > STALL and not await self._board.holds(job.id):
+                            # This process stood still (a pause past its lease): another engine has the job now.
+                            logger.warning("job %s: taken over by another engine while this one stood still", job.id)
+                            live.cancel_status = JobStatus.INTERRUPTED
+                            live.cancel_scope.cancel()
+                            await anyio.lowlevel.checkpoint()
+                        if now - saved >= PROGRESS_INTERVAL:
                             saved = now
                             await self._storage.save_job(job)
                     notification = Notification(job.id, index, job.count, job.caller)

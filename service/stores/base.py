@@ -207,8 +207,9 @@ class Runner(Protocol):
         """Cancel a job this engine runs; it ends as `status`."""
         ...
 
-    def lost(self, job: JobRecord) -> None:
-        """A job found without its engine (its lease expired), now recorded as interrupted: for the log and metrics."""
+    def abandoned(self, job: JobRecord) -> None:
+        """A job found without its engine (its lease expired), as `abandoned_jobs` left it: running, and leased to
+        this engine, which goes on with it from its next notification; or recorded as interrupted."""
         ...
 
 
@@ -239,7 +240,17 @@ class JobBoard(Protocol):
         ...
 
     async def abandoned_jobs(self) -> Sequence[JobRecord]:
-        """Unfinished jobs that no engine runs any more (their engine crashed, or lost its lease)."""
+        """Unfinished jobs that no engine runs any more (their engine crashed, or lost its lease).
+
+        Each comes back as the board left it: taken over (running, leased to this engine, its
+        `runner`, `replica` and `takeovers` updated) when this engine can go on with it, else
+        recorded as interrupted.
+        """
+        ...
+
+    async def holds(self, job_id: str) -> bool:
+        """Whether this engine still runs the job: asked by one that stalled (a pause past its lease), before it
+        sends anything more, since another engine may have taken the job over meanwhile."""
         ...
 
     async def watch(self, runner: Runner) -> None:

@@ -58,6 +58,9 @@ class LocalBoard:
             await self._store.save_job(job)
         return abandoned
 
+    async def holds(self, job_id: str) -> bool:
+        return True  # one process: nobody else could have taken it over
+
     async def watch(self, runner: Runner) -> None:
         await anyio.sleep_forever()
 

@@ -7,6 +7,7 @@ follow, cancel and count against the limits.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -188,25 +189,102 @@ async def test_an_engine_starting_leaves_the_others_running_jobs_alone(replicas:
         a.shutdown()
 
 
-async def test_a_job_whose_lease_expires_is_recorded_as_interrupted(
-    replicas: Replicas, redis: RedisServer, prefix: str
-) -> None:
-    """Its engine died without a word (here: admitted and recorded the job, then never renewed its lease)."""
+async def abandoned(redis: RedisServer, prefix: str, origin: JobOrigin, sent: int) -> JobRecord:
+    """A job whose engine died without a word: it admitted and recorded the job, sent `sent` of its 10
+    notifications, then never renewed its lease."""
     async with store(redis, prefix, "dead") as dead:
-        job = JobRecord.new(new_job_id(), spec(count=10), JobOrigin.REST, None, None, "dead")
+        job = JobRecord.new(new_job_id(), spec(count=10, interval=0.01), origin, None, None, "dead", "dead")
         await dead.admit(job, max_jobs=10, max_jobs_per_session=10)
         job.status = JobStatus.RUNNING
         await dead.save_job(job)
-        await dead.append(job_partition(job.id), "log", Notification(job.id, 1, 10, "x").to_json())
+        for index in range(1, sent + 1):
+            await dead.append(job_partition(job.id), "log", Notification(job.id, index, 10, "x").to_json())
         await dead.flush()
-    async with replicas(1) as (survivor,):
-        with anyio.fail_after(LEASE * 6):
-            while (seen := await survivor.get(job.id)) is not None and not seen.status.is_final:
-                await anyio.sleep(0.05)
-        assert seen is not None
-        assert (seen.status, seen.sent) == (JobStatus.INTERRUPTED, 1)
-        # Its place is free again.
+    return job
+
+
+async def final(engine: JobEngine, job_id: str) -> JobRecord:
+    with anyio.fail_after(LEASE * 6):
+        while (seen := await engine.get(job_id)) is not None and not seen.status.is_final:
+            await anyio.sleep(0.05)
+    assert seen is not None
+    return seen
+
+
+async def test_a_rest_job_whose_lease_expires_is_taken_over_and_goes_on(
+    replicas: Replicas, redis: RedisServer, prefix: str
+) -> None:
+    job = await abandoned(redis, prefix, JobOrigin.REST, sent=3)
+    async with replicas(2) as (survivor, _other):
+        seen = await final(survivor, job.id)
+        assert (seen.status, seen.sent, seen.takeovers) == (JobStatus.COMPLETED, 10, 1)
+        assert seen.replica in ("r0", "r1")  # the stores' names: whichever claimed it first
+        log = [event async for event in survivor.follow(job.id) if event is not None]
+        indexes = [json.loads(event.data or b"")["index"] for event in log]
+        assert indexes == list(range(1, 11))  # 1-3 by the dead engine, 4-10 by the one that took over: once each
         assert not [j for j in await survivor.list_jobs(status=JobStatus.RUNNING) if j.id == job.id]
+
+
+async def test_a_job_of_an_mcp_session_whose_lease_expires_is_recorded_as_interrupted(
+    replicas: Replicas, redis: RedisServer, prefix: str
+) -> None:
+    """Its client was a session that only the dead replica held: nobody could receive the rest."""
+    job = await abandoned(redis, prefix, JobOrigin.MCP, sent=1)
+    async with replicas(1) as (survivor,):
+        seen = await final(survivor, job.id)
+        assert (seen.status, seen.sent, seen.takeovers) == (JobStatus.INTERRUPTED, 1, 0)
+        assert not [j for j in await survivor.list_jobs(status=JobStatus.RUNNING) if j.id == job.id]
+
+
+async def test_an_engine_that_stood_still_past_its_lease_writes_nothing_once_taken_over(
+    redis: RedisServer, prefix: str
+) -> None:
+    """The fence: after a takeover, the old engine's appends and records are refused, whatever it still sends."""
+    async with store(redis, prefix, "paused") as paused, store(redis, prefix, "survivor") as survivor:
+        job = JobRecord.new(new_job_id(), spec(count=10), JobOrigin.REST, None, None, "paused", "paused")
+        await paused.admit(job, max_jobs=10, max_jobs_per_session=10)
+        job.status = JobStatus.RUNNING
+        await paused.save_job(job)
+        await paused.append(job_partition(job.id), "log", Notification(job.id, 1, 10, "x").to_json())
+        await paused.flush()
+        await anyio.sleep(LEASE * 1.5)  # `paused` renews nothing: its lease expires
+        (taken,) = await survivor.abandoned_jobs()
+        assert (taken.status, taken.sent, taken.takeovers) == (JobStatus.RUNNING, 1, 1)
+        assert not await paused.holds(job.id)
+        assert await survivor.holds(job.id)
+        # The old engine, thawed, goes on as if nothing happened: notification 2, then a final record.
+        await paused.append(job_partition(job.id), "log", Notification(job.id, 2, 10, "x").to_json())
+        job.status, job.sent = JobStatus.COMPLETED, 10
+        await paused.save_job(job)
+        await paused.seal(job_partition(job.id))
+        await paused.release(job)  # its token leaves the engine before the batch goes: the batch keeps it
+        await paused.flush()
+        record = await survivor.get_job(job.id)
+        assert record is not None
+        assert (record.status, record.sent, record.replica) == (JobStatus.RUNNING, 1, "survivor")
+        assert len(await survivor.read(job_partition(job.id), "log")) == 1
+
+
+async def test_an_engine_whose_job_was_taken_over_stops_it_and_writes_nothing_more(
+    redis: RedisServer, prefix: str
+) -> None:
+    """Its renewal finds another owner: it stops the job, and its final record is fenced like its events."""
+    async with store(redis, prefix, "a") as a, store(redis, prefix, "b") as b:
+        engine = JobEngine(a, LIMITS, board=a, runner_id=a.runner)
+        async with engine.running():
+            job = await engine.start(spec(count=1000, interval=0.02), origin=JobOrigin.REST)
+            await anyio.sleep(LEASE * 1.2)  # older than a lease: a claim looks at it
+            board = b.job_board
+            await board._writer.call(board._writer.redis.delete(board._keys.job(job.id, "lease")))  # as if expired
+            (taken,) = await b.abandoned_jobs()
+            with anyio.fail_after(LEASE * 2):
+                while job.id in engine.running_job_ids():
+                    await anyio.sleep(0.02)
+            await a.flush()
+        record = await b.get_job(job.id)
+        assert record is not None
+        assert (record.status, record.takeovers, record.replica) == (JobStatus.RUNNING, 1, "b")
+        assert len(await b.read(job_partition(job.id), "log")) == taken.sent  # nothing of `a` after the claim
 
 
 async def test_a_notification_relayed_to_another_replica_reaches_its_sessions(redis: RedisServer, prefix: str) -> None:

@@ -3,9 +3,12 @@
 Admission needs no round trip while this engine's shares of the limits have room (`shares`):
 Redis is asked only for more, and the job's lease, record and indexes go with the next batch
 (`writer`). The engine renews its jobs' leases (and its shares, through `alive`) every third
-of a lease; an unfinished job whose lease expired has no engine any more, and any replica
-records it as interrupted (`REAP`). A cancel is a durable flag, read at every renewal, and a
-pub/sub message that usually gets there first.
+of a lease. An unfinished job whose lease expired has no engine any more: the first replica
+to see it takes it over (`CLAIM`), as its new owner, and goes on with it; a job it cannot go on
+with (one whose client was an MCP session that only its dead replica held) is recorded as
+interrupted. Every write of a job's log and record is fenced by its owner's token, so an
+engine that only stood still writes nothing once another took over. A cancel is a durable
+flag, read at every renewal, and a pub/sub message that usually gets there first.
 """
 
 from __future__ import annotations
@@ -33,8 +36,11 @@ class RedisBoard:
 
     leased = True
 
-    def __init__(self, writer: Writer, *, runner: str, retention: Retention, local_sessions: Collection[str]) -> None:
+    def __init__(
+        self, writer: Writer, *, runner: str, replica: str, retention: Retention, local_sessions: Collection[str]
+    ) -> None:
         self.runner = runner
+        self.replica = replica or runner
         self._writer = writer
         self._keys = writer.keys
         self._tokens = writer.tokens
@@ -172,7 +178,7 @@ class RedisBoard:
         await self._writer.send([flag, ("PUBLISH", self._keys.cancels, job_id)])
 
     async def abandoned_jobs(self) -> Sequence[JobRecord]:
-        """Record as interrupted every unfinished job whose lease has expired, and return them."""
+        """Take over every unfinished job whose lease has expired (or record it as interrupted), and return them."""
         writer, keys = self._writer, self._keys
         await writer.flush()
         cutoff = micros() - writer.lease_ms * 1000  # younger ones may still be taking their lease
@@ -185,25 +191,45 @@ class RedisBoard:
             return []
         finished_at = utcnow().isoformat().replace("+00:00", "Z")
         commands = [
-            scripts.REAP.call(
-                [keys.job(job_id), keys.job(job_id, "lease"), keys.job(job_id, "ev")],
+            scripts.CLAIM.call(
+                [keys.job(job_id, kind) for kind in ("job", "lease", "ev", "owner")],
                 finished_at,
                 writer.finished_ttl,
                 LOG_STREAM,
+                self.runner,
+                writer.lease_ms,
+                self.replica,
             )
             for job_id in ids
         ]
         answers = await writer.send(commands)
-        reaped, queued = [], writer.writes.queued
-        for job_id, raw in zip(ids, answers, strict=True):
-            if raw == b"gone":
+        found, queued = [], writer.writes.queued
+        for job_id, answer in zip(ids, answers, strict=True):
+            if answer == b"gone":
                 queued.commands.append(("ZREM", keys.index("unfinished"), job_id))
-            elif raw:
+            elif answer:
+                raw, token = answer
                 job = JobRecord.model_validate_json(raw)
-                queued.jobs[job.id] = job  # indexed as finished at the next flush
-                reaped.append(job)
+                if token:  # taken over: it runs here now, counted in this engine's share
+                    self._tokens[job.id] = token.decode()
+                    self._jobs_share.take()
+                    if (share := self._session_shares.get(job.session_id or "")) is not None:
+                        share.take()
+                else:
+                    queued.jobs[job.id] = job  # indexed as finished at the next flush
+                found.append(job)
         writer.writes.wake.set()
-        return reaped
+        return found
+
+    async def holds(self, job_id: str) -> bool:
+        token = self._tokens.get(job_id)
+        if token is None:
+            return False
+        try:
+            owner = await self._writer.call(self._writer.redis.get(self._keys.job(job_id, "owner")))
+        except StoreError:
+            return True  # Redis cannot say; the job's writes are fenced all the same
+        return owner is None or owner.decode() == token
 
     async def watch(self, runner: Runner) -> None:
         async with anyio.create_task_group() as task_group:
@@ -213,7 +239,7 @@ class RedisBoard:
                 try:
                     await self._renew(runner)
                     for job in await self.abandoned_jobs():
-                        runner.lost(job)
+                        runner.abandoned(job)
                 except StoreError as exc:
                     logger.warning("Redis store: lease renewal failed: %s", exc)
 
@@ -224,7 +250,7 @@ class RedisBoard:
         holds_shares = bool(self._jobs_share.granted or self._session_shares)
         if not (ids or holds_shares):
             return
-        keys = {job_id: [self._keys.job(job_id, "lease"), self._keys.job(job_id, "cancel")] for job_id in ids}
+        keys = {job_id: [self._keys.job(job_id, kind) for kind in ("lease", "cancel", "owner")] for job_id in ids}
         commands: list[Command] = [scripts.RENEW.call(keys[job_id], self._tokens[job_id], lease_ms) for job_id in ids]
         if holds_shares:
             commands.append(("ZADD", self._keys.index("alive"), micros() // 1000 + lease_ms, self.runner))
@@ -237,8 +263,8 @@ class RedisBoard:
             if verdict == 2:
                 runner.stop(job_id, JobStatus.CANCELLED)
             elif verdict == 0:
-                logger.error("job %s: this engine lost its lease; stopping it", job_id)
-                self._tokens.pop(job_id, None)
+                # Its token stays until the job ends here: what it still writes (its final record) is fenced.
+                logger.error("job %s: another engine runs it now; stopping it here", job_id)
                 runner.stop(job_id, JobStatus.INTERRUPTED)
 
     async def _listen_for_cancels(self, runner: Runner) -> None:

@@ -17,16 +17,17 @@ from service.stores.redis.wire import Client, Command
 
 __all__ = [
     "APPEND",
+    "CLAIM",
     "CLAIM_EXPIRED",
     "DROP_ENDED",
     "DROP_JOB",
     "GRANT",
     "INDEX",
-    "REAP",
     "RELEASE",
     "RENEW",
     "SAVE_JOB",
     "SCRIPTS",
+    "SEAL_LOG",
     "UNINDEX",
     "Script",
     "load",
@@ -47,12 +48,13 @@ class Script:
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
-# KEYS[1] the partition's stream; KEYS[2], for a job's log, its lease, for a session, its stream ends.
+# KEYS[1] the partition's stream; KEYS[2], for a job's log, its owner (the fencing token of the engine that
+# runs it), for a session, its stream ends.
 # ARGV: maxlen, ttl ms (0: leave the expiry alone), lease token ('': none), number of ends;
 # then expiry (ms) and member per end; then id, stream, has data, data per event.
 APPEND = Script("""
 if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
-  return redis.error_reply('FENCED this engine no longer holds the lease of the job')
+  return redis.error_reply('FENCED another engine runs the job now')
 end
 local first = 5 + 2 * tonumber(ARGV[4])
 for i = 5, first - 1, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
@@ -105,11 +107,14 @@ if #next == 0 then return {dropped, -1} end
 return {dropped, next[2]}
 """)
 
-# KEYS: record, log, lease. ARGV: record JSON, ttl ms of a finished job (0 while it runs),
-# the lease token to release ('' for none), '1' to seal the log.
-# A finished job's record, its log's seal and its lease's release are one step: a follower
-# woken by the seal finds the record final.
+# KEYS: record, log, lease, owner. ARGV: record JSON, ttl ms of a finished job (0 while it runs), the lease
+# token to release ('' for none), '1' to seal the log, the fencing token of the engine writing ('' for none).
+# A finished job's record, its log's seal and its lease's release are one step: a follower woken by the seal
+# finds the record final. An engine that another one has replaced (it stood still past its lease) writes nothing.
 SAVE_JOB = Script("""
+if ARGV[5] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[5] then
+  return redis.error_reply('FENCED another engine runs the job now')
+end
 if ARGV[2] == '0' then
   redis.call('SET', KEYS[1], ARGV[1])
   return 1
@@ -117,7 +122,17 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if ARGV[4] == '1' then redis.call('XADD', KEYS[2], '*', 's', '') end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[4], ARGV[2])
 if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+return 1
+""")
+
+# KEYS: log, owner. ARGV: the fencing token of the engine sealing it ('' for none).
+SEAL_LOG = Script("""
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return redis.error_reply('FENCED another engine runs the job now')
+end
+redis.call('XADD', KEYS[1], '*', 's', '')
 return 1
 """)
 
@@ -222,17 +237,19 @@ if #ids > 0 then redis.call('SET', KEYS[3], newest) end
 return ids
 """)
 
-# KEYS: record, log, lease, cancel. Returns the log's length before it went.
+# KEYS: record, log, lease, cancel, owner. Returns the log's length before it went.
 DROP_JOB = Script("""
 local events = redis.call('XLEN', KEYS[2])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 return events
 """)
 
-# KEYS: lease, cancel. ARGV: token, ttl ms. 1: renewed, 2: renewed and asked to stop, 0: lost.
+# KEYS: lease, cancel, owner. ARGV: token, ttl ms. 1: renewed, 2: renewed and asked to stop, 0: lost.
+# The owner decides, not the lease: a lease that expired while nobody took the job over (Redis stood still,
+# or this engine did, for less than another's turn to claim it) is taken again.
 RENEW = Script("""
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
 return 1
 """)
@@ -243,10 +260,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """)
 
-# KEYS: record, lease, log. ARGV: finished_at, ttl ms, log stream name.
-# An unfinished job without a lease: nobody runs it any more. Recorded as interrupted, log sealed.
-# Returns the new record; 'gone' for a job admitted whose record was never written (its engine died first).
-REAP = Script("""
+# KEYS: record, lease, log, owner. ARGV: finished_at, ttl ms, log stream name, the claiming engine's runner
+# id, lease ms, its replica.
+# An unfinished job without a lease: its engine is gone. A REST job is taken over: its next fencing token
+# (`<runner>:<epoch + 1>`) becomes its owner, so the old engine, if it only stood still, can write nothing
+# more; it goes on from the notifications its log holds. Any other job is recorded as interrupted, its log
+# sealed. Returns {record, token} ('' when interrupted); 'gone' for a job admitted whose record was never
+# written (its engine died first); false when there is nothing to do.
+CLAIM = Script("""
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 'gone' end
@@ -256,14 +277,28 @@ local sent = 0
 for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '-', '+')) do
   if entry[2][2] == ARGV[3] then sent = sent + 1 end
 end
-job.status = 'interrupted'
 job.sent = sent
+if job.origin == 'rest' then
+  local epoch = tonumber(string.match(redis.call('GET', KEYS[4]) or '', ':(%d+)$')) or 1
+  local token = ARGV[4] .. ':' .. (epoch + 1)
+  redis.call('SET', KEYS[4], token)
+  redis.call('SET', KEYS[2], token, 'PX', ARGV[5])
+  job.status = 'running'
+  job.runner = ARGV[4]
+  job.replica = ARGV[6]
+  job.takeovers = (tonumber(job.takeovers) or 0) + 1
+  local out = cjson.encode(job)
+  redis.call('SET', KEYS[1], out)
+  return {out, token}
+end
+job.status = 'interrupted'
 job.finished_at = ARGV[1]
 local out = cjson.encode(job)
 redis.call('SET', KEYS[1], out, 'PX', ARGV[2])
 redis.call('XADD', KEYS[3], '*', 's', '')
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
-return out
+redis.call('PEXPIRE', KEYS[4], ARGV[2])
+return {out, ''}
 """)
 
 
@@ -278,7 +313,8 @@ SCRIPTS = (
     DROP_JOB,
     RENEW,
     RELEASE,
-    REAP,
+    CLAIM,
+    SEAL_LOG,
 )
 
 

@@ -99,7 +99,9 @@ class RedisStorage:
         self._ends_due: dict[str, float] = {}
         """When the next ended stream of each session written here expires (wall clock, seconds)."""
         sessions: set[str] = set()
-        self.job_board = RedisBoard(writer, runner=self.runner, retention=retention, local_sessions=sessions)
+        self.job_board = RedisBoard(
+            writer, runner=self.runner, replica=replica, retention=retention, local_sessions=sessions
+        )
         self.session_relay = RedisRelay(writer, self.job_board, replica=replica, sessions=sessions)
 
     # Lifecycle
@@ -326,6 +328,9 @@ class RedisStorage:
 
     async def abandoned_jobs(self) -> Sequence[JobRecord]:
         return await self.job_board.abandoned_jobs()
+
+    async def holds(self, job_id: str) -> bool:
+        return await self.job_board.holds(job_id)
 
     async def watch(self, runner: Runner) -> None:
         await self.job_board.watch(runner)

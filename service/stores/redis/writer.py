@@ -6,8 +6,8 @@ so a tool call costs less than one round trip however many events it writes. Tha
 because the store never has to ask Redis for an event id: a partition has one writer, and
 its ids come from the writer's clock (microseconds, kept strictly increasing). Redis refuses
 an explicit stream id that is not above the stream's top, which makes a retried write
-harmless and refuses a writer whose ids went back in time. A job's events are also fenced by
-its lease: the append script checks, in the same step, that the writer still holds it.
+harmless and refuses a writer whose ids went back in time. A job's events and records are also fenced
+by its owner's token: the scripts check, in the same step, that no other engine took it over.
 """
 
 from __future__ import annotations
@@ -180,36 +180,46 @@ class Writer:
     def _batch_commands(self, batch: Batch) -> list[Command]:
         # Leases, events, then records: whoever sees a job ended (its record) finds all of its events.
         keys = self.keys
-        commands: list[Command] = [
-            ("SET", keys.job(job_id, "lease"), token, "NX", "PX", self.lease_ms)
-            for job_id, token in batch.leases.items()
-        ]
+        commands: list[Command] = []
+        for job_id, token in batch.leases.items():  # a new job: its first engine is its owner
+            commands += [("SET", keys.job(job_id, "lease"), token, "NX", "PX", self.lease_ms)]
+            commands += [("SET", keys.job(job_id, "owner"), token, "NX")]
         commands += [
-            self._append_command(partition, batch.events.get(partition, ()), batch.ends.get(partition, ()))
+            self._append_command(partition, batch.events.get(partition, ()), batch.ends.get(partition, ()), batch)
             for partition in batch.events.keys() | batch.ends.keys()
         ]
         for job in batch.jobs.values():
             seal, release = job.id in batch.seals, batch.releases.get(job.id, "")
             commands += self._job_commands(job, seal=seal, release=release, admitted=job.id in batch.leases)
         for job_id in batch.seals - batch.jobs.keys():
-            commands.append(("XADD", keys.job(job_id, "ev"), "*", "s", SEAL))
+            fence = self._fence(job_id, batch)
+            commands.append(scripts.SEAL_LOG.call([keys.job(job_id, "ev"), keys.job(job_id, "owner")], fence))
         for job_id, token in batch.releases.items():
             if job_id not in batch.jobs:
                 commands.append(scripts.RELEASE.call([keys.job(job_id, "lease")], token))
         commands += batch.commands
         return commands
 
+    def _fence(self, job_id: str, batch: Batch) -> str:
+        """The token a job's writes in `batch` are fenced with: its engine's, which `release` takes from
+        `tokens` when the job ends, perhaps before this batch goes (and the release goes with it)."""
+        return batch.releases.get(job_id) or self.tokens.get(job_id, "")
+
     def _append_command(
-        self, partition: str, events: Sequence[tuple[int, str, bytes | None]], ends: Sequence[StreamEnd]
+        self,
+        partition: str,
+        events: Sequence[tuple[int, str, bytes | None]],
+        ends: Sequence[StreamEnd],
+        batch: Batch,
     ) -> Command:
         is_job = partition.startswith(JOB_LOG_PREFIX)
         keys = [self.keys.events(partition)]
         token = ""
         if is_job:
             job_id = partition.removeprefix(JOB_LOG_PREFIX)
-            token = self.tokens.get(job_id, "")
+            token = self._fence(job_id, batch)
             if token:
-                keys.append(self.keys.job(job_id, "lease"))
+                keys.append(self.keys.job(job_id, "owner"))
         else:
             keys.append(self.keys.ends(partition))
         # A job's log has room for its seal besides its events; a session's expires after its last event.
@@ -224,8 +234,9 @@ class Writer:
     def _job_commands(self, job: JobRecord, *, seal: bool, release: str, admitted: bool) -> list[Command]:
         final = job.status.is_final
         ttl = self.finished_ttl if final else 0
-        keys = [self.keys.job(job.id, kind) for kind in ("job", "ev", "lease")]
-        save = scripts.SAVE_JOB.call(keys, job.model_dump_json(), ttl, release, "1" if seal else "0")
+        keys = [self.keys.job(job.id, kind) for kind in ("job", "ev", "lease", "owner")]
+        fence = release or self.tokens.get(job.id, "")
+        save = scripts.SAVE_JOB.call(keys, job.model_dump_json(), ttl, release, "1" if seal else "0", fence)
         if not final and job.id in self.tokens and not admitted:
             return [save]  # running here, indexed with the batch that admitted it
         created = round(job.created_at.timestamp() * 1_000_000)
@@ -238,7 +249,7 @@ class Writer:
         """A job's keys deleted (the first command answers its log's length), then its index entries."""
         keys, flags = self.keys.optional(job.owner, job.session_id) if job is not None else ([], ("0", "0"))
         return [
-            scripts.DROP_JOB.call([self.keys.job(job_id, kind) for kind in ("job", "ev", "lease", "cancel")]),
+            scripts.DROP_JOB.call([self.keys.job(job_id, kind) for kind in ("job", "ev", "lease", "cancel", "owner")]),
             scripts.UNINDEX.call([*self.keys.job_indexes, *keys], *flags, job_id),
         ]
 
