@@ -173,7 +173,10 @@ class Writer:
         refused = None
         if len(errors) > len(fenced):
             if any("NOSCRIPT" in str(error) for error in errors):  # Redis restarted, or its scripts were flushed
-                await scripts.load(self.redis)
+                try:
+                    await scripts.load(self.redis)
+                except (RedisError, OSError) as exc:  # a restart drops the connections too: the next try loads them
+                    logger.warning("Redis store: reloading the scripts failed (%s); the batch goes again", exc)
             refused = StoreError(f"Redis: {errors[0]}")
         return results[written:], refused
 
