@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from service.cluster.redis_server import RedisServer
-from service.stores.base import Retention, StoreError
+from service.stores.base import Retention, StoredEvent, StoreError
 from service.stores.redis import RedisStorage
 
 pytestmark = pytest.mark.anyio
@@ -37,7 +37,7 @@ async def test_a_redis_that_restarted_without_its_scripts_is_written_to_again(re
         assert third > second
 
 
-async def _durable(storage: RedisStorage, partition: str) -> list[object]:
+async def _durable(storage: RedisStorage, partition: str) -> list[StoredEvent]:
     try:
         return list(await storage.read(partition, "s"))
     except StoreError:  # Redis is still coming back: read again
