@@ -241,6 +241,12 @@ class JobRecord(BaseModel):
             created_at=utcnow(),
         )
 
+    @property
+    def movable(self) -> bool:
+        """Whether another engine can go on with the job where this one stopped: a REST job, whose followers read
+        its log wherever it is written. (The Redis store's `CLAIM` script applies the same rule.)"""
+        return self.origin is JobOrigin.REST
+
     def summary(self) -> str:
         """One sentence for a person (and for the MCP tool result)."""
         sent = f"{self.sent} of {self.count} notifications"

@@ -13,6 +13,7 @@ replica. One process alone gets the `LocalBoard`, where all of that is in-proces
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
@@ -71,6 +72,8 @@ class _LiveJob:
     """Set at the next change; created only when someone follows the job (it is on the hot path)."""
     cancel_status: JobStatus = JobStatus.CANCELLED
     """What a cancellation ends the job as: `shutdown` makes it interrupted."""
+    handed_over: bool = False
+    """Stopped by `shutdown` without ending: another engine goes on with it (`JobBoard.hand_over`)."""
 
     def touch(self) -> None:
         """Wake whoever follows this job; the next follower arms a fresh event."""
@@ -136,8 +139,10 @@ class JobEngine:
                 watching.cancel_scope.cancel()
 
     def shutdown(self) -> None:
-        """Stop every running job; each is recorded as interrupted. Idempotent."""
-        for job_id in self._live:
+        """Stop every running job: handed over to another engine where the store is shared and the job can move
+        (a rolling restart loses nothing), else recorded as interrupted. Idempotent."""
+        for job_id, live in self._live.items():
+            live.handed_over = self._board.leased and live.job.movable
             self.stop(job_id, JobStatus.INTERRUPTED)
 
     # The board's view of this engine (`Runner`)
@@ -378,29 +383,53 @@ class JobEngine:
                     sent.inc()
                     await self._deliver(live, notification)
                     live.touch()
-            job.status = live.cancel_status if live.cancel_scope.cancelled_caught else JobStatus.COMPLETED
+            if not live.cancel_scope.cancelled_caught:
+                job.status = JobStatus.COMPLETED
+            elif not live.handed_over:
+                job.status = live.cancel_status
         except Exception as exc:
             logger.exception("job %s failed", job.id)
             job.status, job.error = JobStatus.FAILED, str(exc) or type(exc).__name__
         finally:
             with anyio.CancelScope(shield=True):
-                if not job.status.is_final:
-                    # Cancelled from outside: the caller of `run` gave up (cancelled), or the
-                    # task group is stopping, after `shutdown` (interrupted).
-                    job.status = live.cancel_status
-                job.finished_at = utcnow()
-                try:
-                    await self._storage.save_job(job)
-                    await self._storage.seal(partition)
-                    await self._board.release(job)
-                finally:
-                    del self._live[job.id]
-                    live.done.set()
-                    live.touch()
-                    self._ended[(job.origin, job.status)].inc()
-                    took = (job.finished_at - job.started_at).total_seconds()
-                    logger.info("job ended %s: %d of %d sent in %.3fs", job.status.value, job.sent, job.count, took)
-                    context.job_id.reset(named)
+                if live.handed_over and not job.status.is_final:
+                    await self._hand_over(live, named)
+                else:
+                    await self._end(live, named)
+
+    async def _end(self, live: _LiveJob, named: contextvars.Token[str | None]) -> None:
+        job = live.job
+        if not job.status.is_final:
+            # Cancelled from outside: the caller of `run` gave up (cancelled), or the
+            # task group is stopping, after `shutdown` (interrupted).
+            job.status = live.cancel_status
+        job.finished_at = utcnow()
+        try:
+            await self._storage.save_job(job)
+            await self._storage.seal(job_partition(job.id))
+            await self._board.release(job)
+        finally:
+            del self._live[job.id]
+            live.done.set()
+            live.touch()
+            self._ended[(job.origin, job.status)].inc()
+            took = (job.finished_at - job.started_at).total_seconds() if job.started_at else 0.0
+            logger.info("job ended %s: %d of %d sent in %.3fs", job.status.value, job.sent, job.count, took)
+            context.job_id.reset(named)
+
+    async def _hand_over(self, live: _LiveJob, named: contextvars.Token[str | None]) -> None:
+        job = live.job
+        try:
+            await self._storage.save_job(job)  # its progress, for whoever lists it meanwhile
+            await self._board.hand_over(job)
+        finally:
+            del self._live[job.id]
+            live.done.set()
+            live.touch()
+            logger.info(
+                "job handed over after %d of %d notifications: another replica goes on with it", job.sent, job.count
+            )
+            context.job_id.reset(named)
 
     async def _deliver(self, live: _LiveJob, notification: Notification) -> None:
         for sink in tuple(live.sinks):

@@ -248,6 +248,11 @@ class JobBoard(Protocol):
         """
         ...
 
+    async def hand_over(self, job: JobRecord) -> None:
+        """Give up a movable job this engine stops without ending it (its process is shutting down): its lease goes
+        now, so that another engine takes it over at its next look instead of after the lease's expiry."""
+        ...
+
     async def holds(self, job_id: str) -> bool:
         """Whether this engine still runs the job: asked by one that stalled (a pause past its lease), before it
         sends anything more, since another engine may have taken the job over meanwhile."""

@@ -58,6 +58,9 @@ class LocalBoard:
             await self._store.save_job(job)
         return abandoned
 
+    async def hand_over(self, job: JobRecord) -> None:
+        raise NotImplementedError("one process: nobody could take a job over (`leased` is False)")
+
     async def holds(self, job_id: str) -> bool:
         return True  # one process: nobody else could have taken it over
 

@@ -291,6 +291,30 @@ def test_the_jobs_of_a_replica_that_died_are_taken_over_and_completed(cluster: C
         httpx.delete(f"{cluster.replica_url(1)}/jobs/{started_job['id']}")
 
 
+def test_a_replica_stopped_with_sigterm_hands_its_jobs_over_at_once(cluster: ClusterProcess) -> None:
+    """A rolling restart's step: the draining replica releases its REST job's lease instead of recording it
+    interrupted, and a survivor goes on with it at its next look, without waiting out the lease."""
+    count = 80
+    job = start_job(cluster.replica_url(2), interval=0.05, count=count)
+    time.sleep(LEASE + 0.2)  # older than a lease: a survivor's look considers it at once
+    with ThreadPoolExecutor(1) as pool:
+        followed = pool.submit(events_of, cluster.replica_url(1), job["id"])
+        old = cluster.pids["r2"]
+        os.kill(old, signal.SIGTERM)
+        stopped = time.monotonic()
+        wait_for(
+            lambda: httpx.get(f"{cluster.replica_url(1)}/jobs/{job['id']}").json()["takeovers"] == 1,
+            timeout=LEASE * 4,
+        )
+        took = time.monotonic() - stopped
+        events = followed.result(timeout=count * 0.05 + LEASE * 4)
+    assert took < LEASE, f"taken over {took:.2f} s after SIGTERM: the lease was waited out ({LEASE} s)"
+    assert indexes_of(events) == list(range(1, count + 1))
+    final = json.loads(events[-1].data)
+    assert (final["status"], final["sent"], final["takeovers"]) == ("completed", count, 1)
+    cluster.wait_for_restart("r2", old)
+
+
 def test_a_replica_paused_past_its_lease_writes_nothing_stale(cluster: ClusterProcess) -> None:
     """SIGSTOP beyond the lease, then SIGCONT: its job has moved, it notices, and neither its notifications
     nor its record get into the store; the job completes once, where it moved."""

@@ -287,6 +287,27 @@ async def test_an_engine_whose_job_was_taken_over_stops_it_and_writes_nothing_mo
         assert len(await b.read(job_partition(job.id), "log")) == taken.sent  # nothing of `a` after the claim
 
 
+async def test_an_engine_that_stops_hands_its_rest_jobs_over_and_records_the_others(
+    replicas: Replicas, redis: RedisServer, prefix: str
+) -> None:
+    """A clean stop (a rolling restart): the REST job's lease goes at once, and another engine goes on with it;
+    a job of an MCP session ends interrupted, as its client's stream does."""
+    async with replicas(1) as (survivor,):
+        async with store(redis, prefix, "leaving") as storage:
+            leaving = JobEngine(storage, LIMITS, board=storage, runner_id=storage.runner)
+            async with leaving.running():
+                rest = await leaving.start(spec(count=40, interval=0.02), origin=JobOrigin.REST)
+                mcp = await leaving.start(spec(count=40, interval=0.02), origin=JobOrigin.MCP)
+                await anyio.sleep(LEASE * 1.1)  # older than a lease: a claim looks at them
+        seen = await final(survivor, rest.id)
+        assert (seen.status, seen.sent, seen.takeovers) == (JobStatus.COMPLETED, 40, 1)
+        indexes = [json.loads(event.data or b"")["index"] async for event in survivor.follow(rest.id) if event]
+        assert indexes == list(range(1, 41))
+        other = await survivor.get(mcp.id)
+        assert other is not None
+        assert (other.status, other.takeovers) == (JobStatus.INTERRUPTED, 0)
+
+
 async def test_a_notification_relayed_to_another_replica_reaches_its_sessions(redis: RedisServer, prefix: str) -> None:
     received: list[tuple[str, Notification]] = []
 

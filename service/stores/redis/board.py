@@ -49,6 +49,8 @@ class RedisBoard:
         """The MCP sessions this replica holds (the relay's): their shares stay while they live."""
         self._jobs_share = Share(limit=0)
         self._session_shares: dict[str, Share] = {}
+        self._leaving = False
+        """Set as the engine hands its jobs over: it takes none over itself any more."""
 
     async def admit(
         self, job: JobRecord, *, max_jobs: int, max_jobs_per_session: int, announce: bool = True
@@ -221,6 +223,15 @@ class RedisBoard:
         writer.writes.wake.set()
         return found
 
+    async def hand_over(self, job: JobRecord) -> None:
+        """Its lease goes with the next batch; its owner stays, so that a claim bumps the epoch as after a death."""
+        self._leaving = True
+        token = self._tokens.pop(job.id, None)
+        if token is not None:
+            self._writer.writes.queued.releases[job.id] = token
+            self._writer.writes.wake.set()
+            self._give_back(job.session_id)
+
     async def holds(self, job_id: str) -> bool:
         token = self._tokens.get(job_id)
         if token is None:
@@ -238,7 +249,7 @@ class RedisBoard:
                 await anyio.sleep(self._writer.lease_ms / 3000)
                 try:
                     await self._renew(runner)
-                    for job in await self.abandoned_jobs():
+                    for job in [] if self._leaving else await self.abandoned_jobs():
                         runner.abandoned(job)
                 except StoreError as exc:
                     logger.warning("Redis store: lease renewal failed: %s", exc)

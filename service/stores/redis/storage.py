@@ -329,6 +329,9 @@ class RedisStorage:
     async def abandoned_jobs(self) -> Sequence[JobRecord]:
         return await self.job_board.abandoned_jobs()
 
+    async def hand_over(self, job: JobRecord) -> None:
+        await self.job_board.hand_over(job)
+
     async def holds(self, job_id: str) -> bool:
         return await self.job_board.holds(job_id)
 

@@ -197,8 +197,8 @@ class Writer:
         for job_id in batch.seals - batch.jobs.keys():
             fence = self._fence(job_id, batch)
             commands.append(scripts.SEAL_LOG.call([keys.job(job_id, "ev"), keys.job(job_id, "owner")], fence))
-        for job_id, token in batch.releases.items():
-            if job_id not in batch.jobs:
+        for job_id, token in batch.releases.items():  # with a final record, SAVE_JOB releases it
+            if job_id not in batch.jobs or not batch.jobs[job_id].status.is_final:
                 commands.append(scripts.RELEASE.call([keys.job(job_id, "lease")], token))
         commands += batch.commands
         return commands
