@@ -228,7 +228,11 @@ class RedisBoard:
         self._leaving = True
         token = self._tokens.pop(job.id, None)
         if token is not None:
-            self._writer.writes.queued.releases[job.id] = token
+            queued = self._writer.writes.queued
+            queued.releases[job.id] = token
+            # Listed as old: the others' next look takes it, however young (a young job is otherwise left
+            # alone, since its lease may still be on its way).
+            queued.commands.append(("ZADD", self._keys.index("unfinished"), "XX", 0, job.id))
             self._writer.writes.wake.set()
             self._give_back(job.session_id)
 
