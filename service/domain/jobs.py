@@ -255,7 +255,7 @@ class JobRecord(BaseModel):
         if self.status is JobStatus.CANCELLED:
             return f"Cancelled after {sent} to {self.caller} (job {self.id})."
         if self.status is JobStatus.INTERRUPTED:
-            # A shutdown, or a lease lost: an engine that stalled past it, or died, and another replica reaped the job.
+            # A shutdown, or a lease lost: an engine that stalled past it, or died, and the job could not move (MCP).
             return (
                 f"Interrupted after {sent} to {self.caller}: the service running it stopped "
                 f"or lost its lease (job {self.id})."

@@ -371,8 +371,7 @@ class JobEngine:
                         if now - due > STALL and not await self._board.holds(job.id):
                             # This process stood still (a pause past its lease): another engine has the job now.
                             logger.warning("job %s: taken over by another engine while this one stood still", job.id)
-                            live.cancel_status = JobStatus.INTERRUPTED
-                            live.cancel_scope.cancel()
+                            self.stop(job.id, JobStatus.INTERRUPTED)
                             await anyio.lowlevel.checkpoint()
                         if now - saved >= PROGRESS_INTERVAL:
                             saved = now

@@ -7,7 +7,7 @@ One concept a module:
     wire.py      how a batch of commands reaches Redis and its replies come back
     writer.py    the client, the queue of writes (`service.stores.write_behind`) and its commands
     storage.py   `RedisStorage`: the event log and the job records, and the store as it is opened
-    board.py     `RedisBoard`: admission against shares, leases, reaping, cancels
+    board.py     `RedisBoard`: admission against shares, leases, takeovers, cancels
     relay.py     `RedisRelay`: which replica holds each session, and each replica's inbox
 
 Importing it loads redis-py and hiredis: `service.stores.create_stores` does so only when

@@ -1,4 +1,4 @@
-"""The Redis store's `JobBoard`: admission against shares of the cluster-wide limits, leases, reaping, cancels.
+"""The Redis store's `JobBoard`: admission against shares of the cluster-wide limits, leases, takeovers, cancels.
 
 Admission needs no round trip while this engine's shares of the limits have room (`shares`):
 Redis is asked only for more, and the job's lease, record and indexes go with the next batch
