@@ -4,9 +4,10 @@ A cluster of three replicas on one Redis behind Caddy (`service.cluster`). Each 
 job on replica r2 (`--count` notifications, `--interval` apart), follows it from r1 over
 `/jobs/{id}/events`, and at a random notification kills r2 (or stops it with SIGTERM, a
 rolling restart's step). Prints, over the runs: notifications lost, duplicated and out of
-order at the follower (all must be 0), the takeover (from the fault to the first notification
-the survivor wrote) and the stall the follower saw (the longest gap between two
-notifications), as median, p99 and max.
+order at the follower (all must be 0), how long the follower waited from the fault to its next
+notification (`resumed`: the survivor's first one, unless the dying replica had written the next
+one already), and the longest gap between two notifications it saw (`stall`), as median, p99
+and max.
 
     uv run python -m bench.failover                          # 20 runs of each fault (a few minutes)
     uv run python -m bench.failover --runs 3 --faults kill   # a smoke run
@@ -40,7 +41,7 @@ class Run:
     lost: int
     duplicated: int
     out_of_order: int
-    takeover: float
+    resumed: float
     stall: float
 
 
@@ -74,7 +75,7 @@ def one_run(cluster: ClusterProcess, fault: signal.Signals, count: int, interval
         lost=len(set(range(1, count + 1)) - set(indexes)),
         duplicated=len(indexes) - len(set(indexes)),
         out_of_order=sum(1 for a, b in itertools.pairwise(indexes) if b <= a),
-        takeover=(after[0] - struck) if after else float("inf"),
+        resumed=(after[0] - struck) if after else float("inf"),
         stall=max(gaps, default=0.0),
     )
 
@@ -109,7 +110,7 @@ def main() -> None:
                     f"{name:8} runs {len(runs):3}  lost {lost}  duplicated {dup}  out of order {order}  "
                     f"(lease {args.lease:g} s, notifications {args.interval:g} s apart)"
                 )
-                print(f"         takeover: {summary([run.takeover for run in runs])}")
+                print(f"         resumed: {summary([run.resumed for run in runs])}")
                 print(f"         stall at the follower: {summary([run.stall for run in runs])}")
     raise SystemExit(1 if failures else 0)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from harness.service import REPO, ServiceProcess
+from typing_extensions import override
+
+from harness.service import REPO, OnLoopback, ServiceProcess
 
 __all__ = ["CORE_APP", "HOST_APP", "PREFIX", "HostEndpoint", "host_process", "running_host_app"]
 
@@ -18,24 +19,17 @@ CORE_APP = "tests.host.core_app:app"
 PREFIX = "/notify"
 
 
-@dataclass
-class HostEndpoint:
+class HostEndpoint(OnLoopback):
     """The service's URLs inside the host's app: under its prefix."""
 
-    process: ServiceProcess
-    prefix: str = PREFIX
+    def __init__(self, process: ServiceProcess, prefix: str = PREFIX) -> None:
+        self.port = process.port
+        self.prefix = prefix
 
     @property
-    def port(self) -> int:
-        return self.process.port
-
-    @property
+    @override
     def base_url(self) -> str:
-        return f"{self.process.base_url}{self.prefix}"
-
-    @property
-    def mcp_url(self) -> str:
-        return f"{self.base_url}/mcp"
+        return f"{super().base_url}{self.prefix}"
 
 
 def host_process(workdir: Path, *options: str, app: str = HOST_APP, **env: str) -> ServiceProcess:

@@ -73,7 +73,7 @@ def create_app(
     # For what no route of the service answers (a 404, a 405): the service's routes carry their own.
     for exc_type, handler in exception_handlers().items():
         app.add_exception_handler(exc_type, handler)
-    app.add_exception_handler(Exception, internal_error(rpc=False))
+    app.add_exception_handler(Exception, internal_error(rpc=False, outermost=True))
     service.install(app)
     docs.install(app)
     app.add_api_route("/", front_page, include_in_schema=False)

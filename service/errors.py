@@ -60,8 +60,12 @@ async def storage_unavailable(request: Request, exc: StoreError) -> JSONResponse
     return JSONResponse({"detail": f"Storage unavailable: {exc}"}, status_code=503, headers={"Retry-After": "5"})
 
 
-def internal_error(*, rpc: bool) -> Handler:
-    """The answer to a bug, as a JSON-RPC error (`rpc`, on the MCP endpoint) or `{"detail": ...}`."""
+def internal_error(*, rpc: bool, outermost: bool = False) -> Handler:
+    """The answer to a bug, as a JSON-RPC error (`rpc`, on the MCP endpoint) or `{"detail": ...}`.
+
+    `outermost`: an app's own handler, which Starlette runs outside every middleware, `RequestIdMiddleware`
+    included, so it sets `X-Request-ID` itself; a route's runs inside it.
+    """
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         """The client gets an id to quote, the log gets the same id and the traceback."""
@@ -69,8 +73,7 @@ def internal_error(*, rpc: bool) -> Handler:
         logger.error("request %s: %s %s failed", request_id, request.method, request.url.path, exc_info=exc)
         message = f"Internal server error (request {request_id})"
         body = rpc_error(INTERNAL_ERROR, message) if rpc else {"detail": message, "request_id": request_id}
-        # Set here: an app's handler runs outside `RequestIdMiddleware` (Starlette runs it outermost).
-        return JSONResponse(body, status_code=500, headers={"X-Request-ID": request_id})
+        return JSONResponse(body, status_code=500, headers={"X-Request-ID": request_id} if outermost else None)
 
     return internal_error
 

@@ -13,6 +13,7 @@ host puts them.
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,10 +56,6 @@ def _page(name: str, request: Request) -> HTMLResponse:
     return HTMLResponse(_read(name).replace("{base}", html.escape(base, quote=True)))
 
 
-_pages: dict[str, str] = {}
-
-
+@functools.cache
 def _read(name: str) -> str:
-    if name not in _pages:
-        _pages[name] = (STATIC / name).read_text()
-    return _pages[name]
+    return (STATIC / name).read_text()

@@ -13,7 +13,6 @@ replica. One process alone gets the `LocalBoard`, where all of that is in-proces
 
 from __future__ import annotations
 
-import contextvars
 import logging
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
@@ -391,13 +390,22 @@ class JobEngine:
             job.status, job.error = JobStatus.FAILED, str(exc) or type(exc).__name__
         finally:
             with anyio.CancelScope(shield=True):
-                if live.handed_over and not job.status.is_final:
-                    await self._hand_over(live, named)
-                else:
-                    await self._end(live, named)
+                try:
+                    await self._end(live)
+                finally:
+                    del self._live[job.id]
+                    live.done.set()
+                    live.touch()
+                    context.job_id.reset(named)
 
-    async def _end(self, live: _LiveJob, named: contextvars.Token[str | None]) -> None:
+    async def _end(self, live: _LiveJob) -> None:
+        """Record how the job ended, or hand it over to another engine, which goes on with it."""
         job = live.job
+        if live.handed_over and not job.status.is_final:
+            await self._storage.save_job(job)  # its progress, for whoever lists it meanwhile
+            await self._board.hand_over(job)
+            logger.info("job handed over after %d of %d notifications: another replica goes on", job.sent, job.count)
+            return
         if not job.status.is_final:
             # Cancelled from outside: the caller of `run` gave up (cancelled), or the
             # task group is stopping, after `shutdown` (interrupted).
@@ -408,27 +416,9 @@ class JobEngine:
             await self._storage.seal(job_partition(job.id))
             await self._board.release(job)
         finally:
-            del self._live[job.id]
-            live.done.set()
-            live.touch()
             self._ended[(job.origin, job.status)].inc()
             took = (job.finished_at - job.started_at).total_seconds() if job.started_at else 0.0
             logger.info("job ended %s: %d of %d sent in %.3fs", job.status.value, job.sent, job.count, took)
-            context.job_id.reset(named)
-
-    async def _hand_over(self, live: _LiveJob, named: contextvars.Token[str | None]) -> None:
-        job = live.job
-        try:
-            await self._storage.save_job(job)  # its progress, for whoever lists it meanwhile
-            await self._board.hand_over(job)
-        finally:
-            del self._live[job.id]
-            live.done.set()
-            live.touch()
-            logger.info(
-                "job handed over after %d of %d notifications: another replica goes on with it", job.sent, job.count
-            )
-            context.job_id.reset(named)
 
     async def _deliver(self, live: _LiveJob, notification: Notification) -> None:
         for sink in tuple(live.sinks):

@@ -47,9 +47,7 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = message.get("headers", ())
-                if not any(name.lower() == b"x-request-id" for name, _ in headers):  # an error handler's has it
-                    message = {**message, "headers": [*headers, header]}
+                message = {**message, "headers": [*message.get("headers", ()), header]}
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -193,7 +193,8 @@ class Writer:
         ]
         for job in batch.jobs.values():
             seal, release = job.id in batch.seals, batch.releases.get(job.id, "")
-            commands += self._job_commands(job, seal=seal, release=release, admitted=job.id in batch.leases)
+            fence, admitted = self._fence(job.id, batch), job.id in batch.leases
+            commands += self._job_commands(job, seal=seal, release=release, fence=fence, admitted=admitted)
         for job_id in batch.seals - batch.jobs.keys():
             fence = self._fence(job_id, batch)
             commands.append(scripts.SEAL_LOG.call([keys.job(job_id, "ev"), keys.job(job_id, "owner")], fence))
@@ -234,11 +235,10 @@ class Writer:
             args += [event_id, stream, "0" if data is None else "1", data or b""]
         return scripts.APPEND.call(keys, *args)
 
-    def _job_commands(self, job: JobRecord, *, seal: bool, release: str, admitted: bool) -> list[Command]:
+    def _job_commands(self, job: JobRecord, *, seal: bool, release: str, fence: str, admitted: bool) -> list[Command]:
         final = job.status.is_final
         ttl = self.finished_ttl if final else 0
         keys = [self.keys.job(job.id, kind) for kind in ("job", "ev", "lease", "owner")]
-        fence = release or self.tokens.get(job.id, "")
         save = scripts.SAVE_JOB.call(keys, job.model_dump_json(), ttl, release, "1" if seal else "0", fence)
         if not final and job.id in self.tokens and not admitted:
             return [save]  # running here, indexed with the batch that admitted it
