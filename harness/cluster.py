@@ -62,7 +62,7 @@ class ClusterProcess(OnLoopback):
         return f"http://127.0.0.1:{self.port + index}"
 
     def start(self, timeout: float = 60.0) -> ClusterProcess:
-        self.port = self.port or free_port_run(self.replicas + 1)
+        self.port = self.port or free_port_run(self.replicas + 2)  # the balancer, the replicas, nginx's fallback
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = {
             **service_free_environ(),

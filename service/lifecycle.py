@@ -23,11 +23,15 @@ class Lifecycle:
     tool call's stream stays open until its job ends, a GET stream until it is closed.
     """
 
-    def __init__(self, storage: Storage, engine: JobEngine, sessions: SessionManager, directory: LiveSessions) -> None:
+    def __init__(
+        self, storage: Storage, engine: JobEngine, sessions: SessionManager, directory: LiveSessions, *, shared: bool
+    ) -> None:
+        """`shared`: other replicas share the store, and go on with what this one leaves when it stops."""
         self._storage = storage
         self._engine = engine
         self._sessions = sessions
         self._directory = directory
+        self._shared = shared
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -45,10 +49,14 @@ class Lifecycle:
                 relayed.cancel_scope.cancel()
 
     def begin_shutdown(self) -> None:
-        """Interrupt the jobs and end the GET streams, so that open responses end and the server can stop.
+        """Stop the jobs and end the GET streams, so that open responses end and the server can stop.
 
-        Every open tool call ends with its "interrupted" result, and GET streams' clients
-        resume elsewhere, instead of all waiting out the graceful timeout. Idempotent.
+        Alone, every open tool call ends with its "interrupted" result. On a shared store, the
+        jobs that can move and the sessions are handed over: the calls' streams end without a
+        result, and their clients resume them where the session is adopted, from another
+        replica that goes on with the job. Idempotent.
         """
         self._engine.shutdown()
         self._sessions.close_streams()
+        if self._shared:
+            self._sessions.release_sessions()

@@ -54,12 +54,13 @@ from service.middleware import (
 from service.routing import LabelledRoute, include_guarded
 from service.settings import Settings
 from service.stores import create_stores
-from service.stores.base import EventLog
+from service.stores.base import EventLog, SessionRelay
 from service.stores.measured import MeasuredStorage
 from service.telemetry.metrics import Metrics
 from service.telemetry.tracing import install_globally, tracer_provider
 from service.tools.base import McpTool
 from service.tools.metrics import McpMetricsMiddleware
+from service.tools.resumed_call import resumed_call
 from service.tools.server import build_server
 from service.tools.sessions import LiveSessions
 from service.version import __version__
@@ -116,6 +117,7 @@ class NotificationService:
             replica=self.replica,
             metrics=self.metrics,
             tracer=tracer,
+            call_sink=lambda job: resumed_call(storage, job),
         )
         # One model of a job's arguments with the configured limits, for the tool and the REST body alike.
         self._limits = SpecLimits(
@@ -124,10 +126,10 @@ class NotificationService:
             max_interval=settings.max_interval,
             max_caller_length=settings.max_caller_length,
         )
-        self.sessions = self._session_manager(storage, extra_tools, traced=tracer is not None)
-        directory = LiveSessions(self.sessions, stores.relay)
+        self.sessions = self._session_manager(storage, stores.relay, extra_tools, traced=tracer is not None)
+        directory = LiveSessions(self.sessions, stores.relay, self._engine)
         self.metrics.watch(sessions=lambda: len(self.sessions), running_jobs=lambda: self._engine.running_count)
-        self._lifecycle = Lifecycle(storage, self._engine, self.sessions, directory)
+        self._lifecycle = Lifecycle(storage, self._engine, self.sessions, directory, shared=stores.board.leased)
         self._services = Services(
             settings=settings,
             engine=self._engine,
@@ -137,7 +139,9 @@ class NotificationService:
             metrics=self.metrics,
         )
 
-    def _session_manager(self, storage: EventLog, extra_tools: Sequence[McpTool], *, traced: bool) -> SessionManager:
+    def _session_manager(
+        self, storage: EventLog, relay: SessionRelay, extra_tools: Sequence[McpTool], *, traced: bool
+    ) -> SessionManager:
         settings = self.settings
         server = build_server(
             self._engine,
@@ -150,6 +154,7 @@ class NotificationService:
         return SessionManager(
             server,
             event_log=storage,
+            relay=relay,
             on_replay=lambda events: self.metrics.replayed("mcp", events),
             replica=settings.replica_id,
             fast=settings.mcp_fast_transport,

@@ -1,10 +1,13 @@
 """The load balancer in front of the replicas: its configuration (Caddy or nginx), and its process.
 
 What both configurations do, and why:
-- A request whose `Mcp-Session-Id` starts with `<replica>.` goes to that replica, which holds
-  the session (2025-11-25 era). If that replica is down, the others are tried in order: the
-  session is gone with its replica, and a survivor answers 404, after which the client
-  initializes again, as the spec asks.
+- A request whose `Mcp-Session-Id` starts with `<replica>.` goes to that replica, the
+  session's home (2025-11-25 era). If that replica is down, the request goes to one other
+  replica, the same for every request of the session, which adopts the session
+  (`service.mcp.manager`); back, the home asks for it again. Caddy tries the others in order;
+  nginx, which spreads requests over `backup` servers round-robin (a session would bounce
+  between survivors), hands them to a second server of its own, on the port after the last
+  replica's, that picks one by a consistent hash of the session id.
 - Everything else (`initialize`, 2026-07-28 requests, which carry no session, and the REST
   routes) is spread round-robin: any replica serves any of them.
 - Responses are not buffered (SSE must reach the client as it is written), reads never time
@@ -138,34 +141,51 @@ def nginx_config(listen_port: int, replicas: Sequence[Replica], workdir: Path | 
         "        keepalive 64;",
         "    }",
     ]
-    for replica in replicas:
-        first, *others = _ordered_from(replicas, replica)
+    # With one replica, a session has nowhere else to go.
+    fallback = f"127.0.0.1:{listen_port + len(replicas) + 1}" if len(replicas) > 1 else None
+    if fallback is not None:
         lines += [
-            f"    upstream {replica.id} {{",
-            f"        server {first.address} max_fails=1 fail_timeout=2s;",
-            *(f"        server {other.address} backup;" for other in others),
+            "    upstream by_session {",
+            "        hash $http_mcp_session_id consistent;",
+            *(f"        server {replica.address} max_fails=1 fail_timeout=2s;" for replica in replicas),
             "        keepalive 16;",
             "    }",
         ]
-    lines += [
-        "    server {",
-        f"        listen 127.0.0.1:{listen_port};",
-        "        location / {",
-        "            proxy_pass http://$replicas;",
-        "            proxy_http_version 1.1;",
-        '            proxy_set_header Connection "";',
-        "            proxy_set_header Host $http_host;",
-        "            proxy_buffering off;",
-        "            proxy_request_buffering off;",
-        "            proxy_read_timeout 1d;",
-        "            proxy_send_timeout 1d;",
-        "            proxy_connect_timeout 1s;",
-        "            proxy_next_upstream error timeout;",
-        "        }",
-        "    }",
-        "}",
-        "",
-    ]
+    for replica in replicas:
+        lines += [
+            f"    upstream {replica.id} {{",
+            f"        server {replica.address} max_fails=1 fail_timeout=2s;",
+            *([f"        server {fallback} backup;"] if fallback is not None else []),
+            "        keepalive 16;",
+            "    }",
+        ]
+
+    def server(listen: str, upstream: str) -> list[str]:
+        return [
+            "    server {",
+            f"        listen {listen};",
+            "        location / {",
+            f"            proxy_pass http://{upstream};",
+            "            proxy_http_version 1.1;",
+            '            proxy_set_header Connection "";',
+            "            proxy_set_header Host $http_host;",
+            "            proxy_buffering off;",
+            "            proxy_request_buffering off;",
+            "            proxy_read_timeout 1d;",
+            "            proxy_send_timeout 1d;",
+            "            proxy_connect_timeout 1s;",
+            # A POST too: a replica that took one up answers at once (an SSE stream's headers), so nginx re-sends
+            # only what a replica refused, dropped unanswered (stopping) or answered 503 (stopping, or full).
+            "            proxy_next_upstream error timeout http_503 non_idempotent;",
+            "        }",
+            "    }",
+        ]
+
+    # A session's home is down: every request of the session goes to the same survivor.
+    lines += server(f"127.0.0.1:{listen_port}", "$replicas")
+    if fallback is not None:
+        lines += server(fallback, "by_session")
+    lines += ["}", ""]
     return "\n".join(lines)
 
 

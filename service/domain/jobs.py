@@ -28,6 +28,7 @@ __all__ = [
     "JobRecord",
     "JobSpec",
     "JobStatus",
+    "McpCall",
     "SpecLimits",
     "new_job_id",
     "new_runner_id",
@@ -191,6 +192,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class McpCall(BaseModel):
+    """The 2025-11-25 `tools/call` a job answers: enough for another engine to write the rest of the call's
+    stream, and its result, into the session's log when it takes the job over (the call's own replica died)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str | int
+    progress_token: str | int | None = None
+    """The call's `progressToken`, if it asked for progress notifications."""
+    logs: bool = True
+    """Whether the call's notifications include log messages (the session's log level lets them through)."""
+
+
 class JobRecord(BaseModel):
     """One run of the notification stream, started over MCP or REST: what the stores keep, what the engine updates."""
 
@@ -211,6 +225,8 @@ class JobRecord(BaseModel):
     """The replica that runs or ran it, as the others call it (`SERVICE_REPLICA_ID`, else its runner id)."""
     takeovers: int = 0
     """How many times another engine took the job over from one that had died, and went on with it."""
+    call: McpCall | None = None
+    """The MCP call a job answers on a resumable (2025-11-25) session: it can move like a REST job."""
     error: str | None = None
     created_at: datetime
     started_at: datetime | None = None
@@ -226,6 +242,7 @@ class JobRecord(BaseModel):
         owner: str | None,
         runner: str,
         replica: str | None = None,
+        call: McpCall | None = None,
     ) -> JobRecord:
         return cls(
             id=job_id,
@@ -238,14 +255,17 @@ class JobRecord(BaseModel):
             owner=owner,
             runner=runner,
             replica=replica,
+            call=call,
             created_at=utcnow(),
         )
 
     @property
     def movable(self) -> bool:
         """Whether another engine can go on with the job where this one stopped: a REST job, whose followers read
-        its log wherever it is written. (The Redis store's `CLAIM` script applies the same rule.)"""
-        return self.origin is JobOrigin.REST
+        its log wherever it is written, or a resumable MCP call, whose client resumes its stream from the session's
+        log. A 2026-07-28 call cannot: its stream ends with its replica, and so does the call. (The Redis store's
+        `CLAIM` script applies the same rule.)"""
+        return self.origin is JobOrigin.REST or self.call is not None
 
     def summary(self) -> str:
         """One sentence for a person (and for the MCP tool result)."""

@@ -11,7 +11,9 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Notification", "SessionDirectory", "Sink", "json_string"]
+from service.domain.jobs import JobRecord
+
+__all__ = ["CallSink", "Notification", "SessionDirectory", "Sink", "json_string"]
 
 
 json_string = json.JSONEncoder(ensure_ascii=False).encode
@@ -41,6 +43,15 @@ class Sink(Protocol):
     """Somewhere a job's notifications are delivered, besides its own event log."""
 
     async def send(self, notification: Notification) -> None: ...
+
+
+class CallSink(Sink, Protocol):
+    """The stream of a call whose job another engine took over: it carries the rest of the notifications, then
+    the call's result (the engine that started the job answered the call itself)."""
+
+    async def result(self, job: JobRecord) -> None:
+        """Write the call's result: the job has ended (not handed over), with its final record saved."""
+        ...
 
 
 class SessionDirectory(Protocol):

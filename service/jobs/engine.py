@@ -14,7 +14,7 @@ replica. One process alone gets the `LocalBoard`, where all of that is in-proces
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,8 +23,8 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, new_job_id, new_runner_id, utcnow
-from service.domain.notifications import Notification, Sink
+from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, McpCall, new_job_id, new_runner_id, utcnow
+from service.domain.notifications import CallSink, Notification, Sink
 from service.stores.base import LOG_STREAM, Admission, JobBoard, Storage, StoredEvent, StoreStats, job_partition
 from service.stores.local import LocalBoard
 from service.telemetry import context
@@ -73,6 +73,10 @@ class _LiveJob:
     """What a cancellation ends the job as: `shutdown` makes it interrupted."""
     handed_over: bool = False
     """Stopped by `shutdown` without ending: another engine goes on with it (`JobBoard.hand_over`)."""
+    lost: bool = False
+    """Stopped because another engine took it over meanwhile (`lose`): nothing more of it is written here."""
+    call: CallSink | None = None
+    """The stream of the MCP call the job answers, when this engine took the job over: it gets the result."""
 
     def touch(self) -> None:
         """Wake whoever follows this job; the next follower arms a fresh event."""
@@ -99,8 +103,11 @@ class JobEngine:
         replica: str | None = None,
         metrics: Metrics | None = None,
         tracer: Tracer | None = None,
+        call_sink: Callable[[JobRecord], CallSink | None] = lambda job: None,
     ) -> None:
+        """`call_sink`: the stream of the MCP call a job taken over answers (`JobRecord.call`), if it has one."""
         self._storage = storage
+        self._call_sink = call_sink
         self._board = board if board is not None else LocalBoard(storage)
         self._limits = limits
         self.runner_id = runner_id or new_runner_id()
@@ -118,6 +125,8 @@ class JobEngine:
         }
         self._live: dict[str, _LiveJob] = {}
         self._task_group: TaskGroup | None = None
+        self._leaving = False
+        """Set by `shutdown`: the jobs handed over from now on are this process's last."""
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[JobEngine]:
@@ -140,9 +149,21 @@ class JobEngine:
     def shutdown(self) -> None:
         """Stop every running job: handed over to another engine where the store is shared and the job can move
         (a rolling restart loses nothing), else recorded as interrupted. Idempotent."""
+        self._leaving = True
         for job_id, live in self._live.items():
             live.handed_over = self._board.leased and live.job.movable
             self.stop(job_id, JobStatus.INTERRUPTED)
+
+    async def hand_over_session(self, session_id: str) -> None:
+        """Hand over the jobs of an MCP session's calls, and wait until they have stopped: the session moves to
+        another replica (`SessionManager.release`), whose engines go on with them."""
+        moving = [live for live in self._live.values() if live.job.session_id == session_id and live.job.movable]
+        for live in moving:
+            live.handed_over = self._board.leased
+            self.stop(live.job.id, JobStatus.INTERRUPTED)
+        with anyio.CancelScope(shield=True):
+            for live in moving:
+                await live.done.wait()
 
     # The board's view of this engine (`Runner`)
 
@@ -153,6 +174,12 @@ class JobEngine:
         live = self._live.get(job_id)
         if live is not None:
             live.cancel_status = status
+            live.cancel_scope.cancel()
+
+    def lose(self, job_id: str) -> None:
+        live = self._live.get(job_id)
+        if live is not None:
+            live.lost = True
             live.cancel_scope.cancel()
 
     def abandoned(self, job: JobRecord) -> None:
@@ -167,7 +194,8 @@ class JobEngine:
                 job.takeovers,
                 extra={"job_id": job.id},
             )
-            live = self._live[job.id] = _LiveJob(job, [])
+            call = self._call_sink(job)
+            live = self._live[job.id] = _LiveJob(job, [] if call is None else [call], call=call)
             self._task_group.start_soon(self._run, live, name=f"job {job.id}")
             return
         logger.warning(
@@ -228,6 +256,7 @@ class JobEngine:
         session_id: str | None = None,
         owner: str | None = None,
         sinks: Sequence[Sink] = (),
+        call: McpCall | None = None,
     ) -> JobRecord:
         """Check the load limits and run the job in the caller's task; return its final state.
 
@@ -237,7 +266,7 @@ class JobEngine:
         """
         if self._task_group is None:
             raise RuntimeError("the job engine is not running")
-        job = JobRecord.new(new_job_id(), spec, origin, session_id, owner, self.runner_id, self.replica)
+        job = JobRecord.new(new_job_id(), spec, origin, session_id, owner, self.runner_id, self.replica, call)
         await self._admit(job, announce=False)  # other replicas see it within the store's next write
         live = self._live[job.id] = _LiveJob(job, list(sinks))
         await self._run(live)
@@ -370,7 +399,7 @@ class JobEngine:
                         if now - due > STALL and not await self._board.holds(job.id):
                             # This process stood still (a pause past its lease): another engine has the job now.
                             logger.warning("job %s: taken over by another engine while this one stood still", job.id)
-                            self.stop(job.id, JobStatus.INTERRUPTED)
+                            self.lose(job.id)
                             await anyio.lowlevel.checkpoint()
                         if now - saved >= PROGRESS_INTERVAL:
                             saved = now
@@ -383,7 +412,7 @@ class JobEngine:
                     live.touch()
             if not live.cancel_scope.cancelled_caught:
                 job.status = JobStatus.COMPLETED
-            elif not live.handed_over:
+            elif not (live.handed_over or live.lost):
                 job.status = live.cancel_status
         except Exception as exc:
             logger.exception("job %s failed", job.id)
@@ -401,9 +430,13 @@ class JobEngine:
     async def _end(self, live: _LiveJob) -> None:
         """Record how the job ended, or hand it over to another engine, which goes on with it."""
         job = live.job
+        if live.lost and not job.status.is_final:
+            await self._board.release(job)  # its token and its share of the limits: the lease is another's
+            logger.warning("job stopped after %d of %d notifications: another replica runs it now", job.sent, job.count)
+            return
         if live.handed_over and not job.status.is_final:
             await self._storage.save_job(job)  # its progress, for whoever lists it meanwhile
-            await self._board.hand_over(job)
+            await self._board.hand_over(job, leaving=self._leaving)
             logger.info("job handed over after %d of %d notifications: another replica goes on", job.sent, job.count)
             return
         if not job.status.is_final:
@@ -415,6 +448,8 @@ class JobEngine:
             await self._storage.save_job(job)
             await self._storage.seal(job_partition(job.id))
             await self._board.release(job)
+            if live.call is not None:
+                await live.call.result(job)
         finally:
             self._ended[(job.origin, job.status)].inc()
             took = (job.finished_at - job.started_at).total_seconds() if job.started_at else 0.0

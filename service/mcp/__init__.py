@@ -8,14 +8,13 @@ SDK's `StreamableHTTPASGIApp`: `service.mcp.transport` says what is made correct
 
 from service.mcp.event_store import SessionEventStore, StoredMessage
 from service.mcp.fast_transport import FastTransport
-from service.mcp.manager import SessionListener, SessionManager
+from service.mcp.manager import SessionManager
 from service.mcp.transport import ResumableTransport
 
 __all__ = [
     "FastTransport",
     "ResumableTransport",
     "SessionEventStore",
-    "SessionListener",
     "SessionManager",
     "StoredMessage",
 ]

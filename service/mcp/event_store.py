@@ -87,6 +87,14 @@ class SessionEventStore(EventStore):
             logger.error("event store failed, sending without an event id: %s", exc)
             return ""
 
+    async def stored(self) -> None:
+        """Wait until what was appended is stored (`EventLog.stored`); if the store fails, say so and go on: the
+        events stay queued, and are delivered live all the same."""
+        try:
+            await self._log.stored()
+        except StoreError as exc:  # the store's own writer says so, once per failure
+            logger.debug("event store failed, sending what it has not stored yet: %s", exc)
+
     async def locate(self, last_event_id: str) -> tuple[int, StreamId] | None:
         """The event a client resumes from and its stream, or None if this session has no such event."""
         event_id = parse_event_id(last_event_id)

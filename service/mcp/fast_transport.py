@@ -134,6 +134,8 @@ class FastTransport(ResumableTransport):
 
     async def route_to(self, stream_id: str, message: JSONRPCMessage, text: str | None = None) -> None:
         """Store a message for `stream_id` and queue it for the connection serving that stream, if any."""
+        if stream_id in self.handed_over:
+            return
         stored = await self._session_store.store(stream_id, message, text)
         target = self._request_streams.get(stream_id)
         if target is None:
@@ -222,6 +224,10 @@ class RequestStream:
         """The stream of a request the fast transport serves (its handler's `ctx.request`); None for any other."""
         stream = getattr(request.state, cls.STATE_KEY, None) if isinstance(request, Request) else None
         return stream if isinstance(stream, cls) else None
+
+    def hand_over(self) -> None:
+        """Another process answers this request now (`ResumableTransport.hand_over`)."""
+        self.transport.hand_over(self.stream_id)
 
     def attach(self, request: Request) -> None:
         """Leave this stream in `request.state`, where the request's handler finds it (`of`)."""

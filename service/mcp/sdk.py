@@ -44,6 +44,8 @@ OVERRIDDEN: dict[tuple[type[Any], str], str] = {
     (Transport, "connect"): "fbb24a6b38c3",
     (Manager, "__init__"): "a005ca7a3685",
     (Manager, "_admit_session"): "be70a49c7998",
+    (Manager, "_serve_opening_request"): "6940e25a2a3a",
+    (Manager, "_handle_stateful_request"): "aaa548f3ce29",
     (Manager, "_discard_session"): "29912d645738",
     (EventStore, "store_event"): "c541597e2a93",
     (EventStore, "replay_events_after"): "072121d23fd4",
@@ -90,6 +92,8 @@ ATTRIBUTES: dict[type[Any], tuple[str, ...]] = {
         "security_settings",
         "retry_interval",
         "session_idle_timeout",
+        "_task_group",
+        "_lifespan_state",
     ),
 }
 
@@ -105,7 +109,11 @@ IMPORTED: dict[str, tuple[str, ...]] = {
         "StreamId",
         "check_accept_headers",
     ),
-    "mcp.server.connection": ("allowed_log_levels",),
+    "mcp.server.connection": ("Connection", "allowed_log_levels"),
+    # `SessionManager._serve_session` drives a session as the SDK's `serve_loop` does, so that an adopted one
+    # starts initialized.
+    "mcp.server.runner": ("serve_connection",),
+    "mcp.shared.jsonrpc_dispatcher": ("JSONRPCDispatcher",),
     "mcp.shared._context_streams": ("create_context_streams",),
     "mcp.shared._stream_protocols": ("ReadStream", "WriteStream"),
     "mcp.shared.inbound": ("MCP_PROTOCOL_VERSION_HEADER",),

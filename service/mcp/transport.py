@@ -22,6 +22,10 @@ SDK upgrade moves any member this module overrides or calls. What changes, and w
    unknown members) and answers 202: the client waits forever. The 2026-07-28 path already
    refuses it.
 
+7. A session adopted from a replica that is gone (`SessionManager`) resumes its streams from
+   the shared log and, for a request another replica served, follows the log up to its
+   response: whoever took its job over writes there (`service.tools.resumed_call`).
+
 Writers release a stream registration only if it is still their own, so a connection that
 is being replaced cannot tear down its replacement. Resumed streams and the GET stream are
 written by one coroutine straight to ASGI `send` (`service.sse`): the SDK's replay has no
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
 from typing import Any
@@ -66,11 +70,15 @@ from service import sse
 from service.mcp.event_store import SessionEventStore, json_of
 from service.stores.base import StoredEvent
 
-__all__ = ["TAKE_OVER_TIMEOUT", "ResumableTransport"]
+__all__ = ["TAKE_OVER_TIMEOUT", "Follow", "ResumableTransport"]
 
 logger = logging.getLogger(__name__)
 
 TAKE_OVER_TIMEOUT = 5.0
+FOLLOW_WAIT = 1.0
+"""Seconds a stream followed in the shared log waits for it at most, before it checks it is still wanted."""
+Follow = Callable[[str, int, float], Awaitable[int]]
+"""Waits until a partition holds events after an id, or some seconds pass; returns the newest id it saw."""
 FINAL = (JSONRPCResponse, JSONRPCError)
 """The messages that end a request's stream."""
 
@@ -86,6 +94,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
         event_store: SessionEventStore,
         ping_interval: float,
         on_replay: Callable[[int], None] = lambda events: None,
+        follow: Follow | None = None,
         **options: Any,
     ) -> None:
         super().__init__(mcp_session_id=mcp_session_id, event_store=event_store, **options)
@@ -93,6 +102,16 @@ class ResumableTransport(StreamableHTTPServerTransport):
         self._ping_interval = ping_interval
         self._on_replay = on_replay
         """Called with the number of stored events each resumption sent again (for the metrics)."""
+        self._follow = follow
+        """Waits for the session's log to grow (`wait_for_session_events`), where other processes may write it."""
+        self.adopted = False
+        """Set for a session adopted from another replica: the streams of requests it did not serve are followed
+        in the log (`_posted` lists the ones it did)."""
+        self._posted: set[str] = set()
+        self.handed_over: set[str] = set()
+        """Requests whose call goes on in another process (their job was handed over, or taken over while this one
+        stood still): nothing more is written on their streams here, not even the error the SDK answers as the
+        connection closes, and a client resuming one here follows it in the log."""
         # Set when the connection currently serving a stream has let go of it.
         self._released: dict[StreamId, anyio.Event] = {}
 
@@ -104,6 +123,17 @@ class ResumableTransport(StreamableHTTPServerTransport):
         if self._write_stream is None or self.is_terminated:
             raise anyio.ClosedResourceError
         await self._write_stream.send(message)
+
+    def hand_over(self, stream_id: str) -> None:
+        """The request's call goes on in another process (`handed_over`): its response here ends, so that its client
+        resumes it and reads the rest from the log."""
+        self.handed_over.add(stream_id)
+        self.close_sse_stream(stream_id)
+
+    def close_request_streams(self) -> None:
+        """End the responses of the requests in flight (their clients resume them, from the log, elsewhere)."""
+        for stream_id in [stream_id for stream_id in self._request_streams if stream_id != GET_STREAM_KEY]:
+            self.close_sse_stream(stream_id)
 
     # A POST's own stream: the SDK's writer, made to release only what is still its own.
 
@@ -146,6 +176,8 @@ class ResumableTransport(StreamableHTTPServerTransport):
             )
             await response(scope, receive, send)
             return
+        if self.adopted and isinstance(body, dict) and "method" in body and "id" in body:
+            self._posted.add(str(body["id"]))
         await self._serve_post(scope, request, receive, send, body)
 
     async def _serve_post(self, scope: Scope, request: Request, receive: Receive, send: Send, body: Any) -> None:
@@ -200,9 +232,12 @@ class ResumableTransport(StreamableHTTPServerTransport):
                         continue  # already replayed from the store
                     frames.append(sse.frame(json_of(event), event_id=event.event_id))
                     if until_response and isinstance(event.message, FINAL):
+                        await self._session_store.stored()
                         await sse.write(send, b"".join(frames), more=False)
                         return
                 if frames:
+                    # Sent once stored: a client resumes after what it saw wherever the session goes next.
+                    await self._session_store.stored()
                     await sse.write(send, b"".join(frames))
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             pass
@@ -248,8 +283,40 @@ class ResumableTransport(StreamableHTTPServerTransport):
         with self._own_stream(stream_id) as queue:
             await self._start_stream(send)
             after, answered = await self._replay(stream_id, send, after=after)
-            if not answered:
+            if answered:
+                return
+            written_elsewhere = stream_id in self.handed_over or (self.adopted and stream_id not in self._posted)
+            if self._follow is not None and written_elsewhere:
+                await self._follow_log(self._follow, stream_id, queue, send, after=after)
+            else:
                 await self._write_live(queue, send, after=after)
+
+    async def _follow_log(
+        self,
+        follow: Follow,
+        stream_id: StreamId,
+        queue: MemoryObjectReceiveStream[EventMessage],
+        send: Send,
+        *,
+        after: int,
+    ) -> None:
+        """Write a stream that another replica writes, as the shared log gets it, up to its response.
+
+        Ends early if another connection resumes the stream (it closes `queue`), or the session ends.
+        """
+        seen = after  # the partition's newest id seen, of any stream: what the next wait starts from
+        idle_since = anyio.current_time()
+        while self._request_streams.get(stream_id, (None, None))[1] is queue and not self.is_terminated:
+            seen = await follow(self._session_store.partition, seen, min(self._ping_interval, FOLLOW_WAIT))
+            after, answered = await self._replay(stream_id, send, after=after)
+            if answered:
+                return
+            if seen > after:
+                idle_since = anyio.current_time()
+            elif anyio.current_time() - idle_since >= self._ping_interval:
+                await sse.write(send, sse.PING)
+                idle_since = anyio.current_time()
+        await sse.write(send, b"", more=False)
 
     async def _replay(self, stream_id: StreamId, send: Send, *, after: int) -> tuple[int, bool]:
         """Send the stream's stored events after `after`, in one write.

@@ -53,6 +53,7 @@ __all__ = [
     "JobStore",
     "Retention",
     "Runner",
+    "SessionBusy",
     "SessionRecord",
     "SessionRelay",
     "Storage",
@@ -146,6 +147,16 @@ class EventLog(Protocol):
         """Nothing more will be appended to the partition: forget its bookkeeping, keep its events."""
         ...
 
+    async def stored(self) -> None:
+        """Return once every event appended so far is where another process finds it, or raise `StoreError`.
+
+        A store written behind answers `append` before the event is stored. Where another
+        replica may serve the event's stream next (a shared store), a stream's writer waits for
+        this before it sends: a client that saw an event can then resume after it anywhere, and
+        whoever goes on with its stream counts it as sent. A store of one process returns at once.
+        """
+        ...
+
 
 class JobStore(Protocol):
     async def save_job(self, job: JobRecord) -> None: ...
@@ -207,6 +218,11 @@ class Runner(Protocol):
         """Cancel a job this engine runs; it ends as `status`."""
         ...
 
+    def lose(self, job_id: str) -> None:
+        """Another engine runs the job now (this one stood still past its lease): stop it here, and write nothing
+        more of it, not even its end (its call's client gets the rest, and the result, from the other one)."""
+        ...
+
     def abandoned(self, job: JobRecord) -> None:
         """A job found without its engine (its lease expired), as `abandoned_jobs` left it: running, and leased to
         this engine, which goes on with it from its next notification; or recorded as interrupted."""
@@ -248,9 +264,10 @@ class JobBoard(Protocol):
         """
         ...
 
-    async def hand_over(self, job: JobRecord) -> None:
-        """Give up a movable job this engine stops without ending it (its process is shutting down): its lease goes
-        now, so that another engine takes it over at its next look instead of after the lease's expiry."""
+    async def hand_over(self, job: JobRecord, *, leaving: bool) -> None:
+        """Give up a movable job this engine stops without ending it: its lease goes now, so that another engine
+        takes it over at its next look instead of after the lease's expiry. `leaving`: this process is shutting
+        down, and takes no job over any more (else its MCP session moves to the replica it calls home)."""
         ...
 
     async def holds(self, job_id: str) -> bool:
@@ -271,6 +288,16 @@ class JobBoard(Protocol):
 class SessionRecord:
     replica: str
     owner: str | None
+    holder: str = ""
+    """The process (`JobEngine.runner_id`) that holds the session; "" once released (its process stopped)."""
+    protocol_version: str | None = None
+    """What `initialize` agreed on, and the client's `initialize` params (JSON): what a replica that adopts the
+    session gives its new connection, so that the client goes on without initializing again."""
+    client: str | None = None
+
+
+class SessionBusy(Exception):
+    """The session is held by a replica that is alive: it cannot be adopted (yet)."""
 
 
 class SessionRelay(Protocol):
@@ -280,14 +307,40 @@ class SessionRelay(Protocol):
         """Record that this replica holds the session (queued: the SDK admits sessions synchronously)."""
         ...
 
-    def unregister_session(self, session_id: str) -> None: ...
+    def describe_session(self, session_id: str, protocol_version: str, client: str) -> None:
+        """Record what the session's `initialize` agreed on (queued), for a replica that adopts it later."""
+        ...
+
+    def unregister_session(self, session_id: str) -> None:
+        """The session ended (its client deleted it, or it idled out): forget it."""
+        ...
+
+    def release_session(self, session_id: str) -> None:
+        """This replica stops without ending the session: another may adopt it at once (queued)."""
+        ...
 
     async def find_session(self, session_id: str) -> SessionRecord | None: ...
+
+    async def adopt_session(self, session_id: str, *, wait: float) -> SessionRecord | None:
+        """Make this replica the session's holder; None if the store has no such session. The session's requests
+        come here now (the balancer sends them to its home, back after a restart, or to the one survivor that
+        stands in for it), so a holder that is alive is asked to release it (`serve_relayed`'s `release`); a
+        crashed one's heartbeat lapses within a lease. Waits up to `wait` seconds for either, then raises
+        `SessionBusy`. Of the replicas that adopt it at once, one wins."""
+        ...
+
+    async def wait_for_session_events(self, partition: str, after: int, within: float) -> int:
+        """Return when a session's log (`partition`) holds events after `after` (with the newest id seen then), or
+        `within` seconds passed (with `after`): how a replica follows a stream that another one writes."""
+        ...
 
     async def relay(self, replica: str, session_id: str, notification: Notification) -> None:
         """Hand a notification to the replica that holds the session (it pushes it to its GET stream)."""
         ...
 
-    async def serve_relayed(self, deliver: Callable[[str, Notification], Awaitable[None]]) -> None:
-        """Run until cancelled: pass every notification relayed to this replica to `deliver(session_id, ...)`."""
+    async def serve_relayed(
+        self, deliver: Callable[[str, Notification], Awaitable[None]], release: Callable[[str], Awaitable[None]]
+    ) -> None:
+        """Run until cancelled: pass every notification relayed to this replica to `deliver(session_id, ...)`, and
+        every session its home replica asks back to `release(session_id)`."""
         ...

@@ -58,7 +58,7 @@ class LocalBoard:
             await self._store.save_job(job)
         return abandoned
 
-    async def hand_over(self, job: JobRecord) -> None:
+    async def hand_over(self, job: JobRecord, *, leaving: bool) -> None:
         raise NotImplementedError("one process: nobody could take a job over (`leased` is False)")
 
     async def holds(self, job_id: str) -> bool:
@@ -75,14 +75,29 @@ class LocalRelay:
     def register_session(self, session_id: str, owner: str | None) -> None:
         return None
 
+    def describe_session(self, session_id: str, protocol_version: str, client: str) -> None:
+        return None
+
     def unregister_session(self, session_id: str) -> None:
+        return None
+
+    def release_session(self, session_id: str) -> None:
         return None
 
     async def find_session(self, session_id: str) -> SessionRecord | None:
         return None  # every live session is in this process's session manager
 
+    async def adopt_session(self, session_id: str, *, wait: float) -> SessionRecord | None:
+        return None  # a session outlives no process here
+
+    async def wait_for_session_events(self, partition: str, after: int, within: float) -> int:
+        await anyio.sleep(within)  # never asked: a session's streams are all written in this process
+        return after
+
     async def relay(self, replica: str, session_id: str, notification: Notification) -> None:
         raise LookupError(f"no replica {replica!r}: this store has one process")
 
-    async def serve_relayed(self, deliver: Callable[[str, Notification], Awaitable[None]]) -> None:
+    async def serve_relayed(
+        self, deliver: Callable[[str, Notification], Awaitable[None]], release: Callable[[str], Awaitable[None]]
+    ) -> None:
         await anyio.sleep_forever()

@@ -80,6 +80,9 @@ class MeasuredStorage:
     async def seal(self, partition: str) -> None:
         await self._queued("seal", self._storage.seal(partition))
 
+    async def stored(self) -> None:
+        await self._storage.stored()
+
     async def save_job(self, job: JobRecord) -> None:
         await self._queued("save_job", self._storage.save_job(job))
 

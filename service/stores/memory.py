@@ -175,6 +175,9 @@ class MemoryStorage:
     async def seal(self, partition: str) -> None:
         return None  # nothing is kept about a partition besides its events
 
+    async def stored(self) -> None:
+        return None  # one process: its streams die with it
+
     # JobStore
 
     async def save_job(self, job: JobRecord) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from mcp.server.connection import allowed_log_levels
 from mcp.server.context import ServerRequestContext
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
@@ -12,14 +13,14 @@ from mcp_types import CallToolResult, TextContent, Tool
 from pydantic import ValidationError
 
 from service.auth import principal_of
-from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus
+from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, McpCall
 from service.domain.notifications import Sink
 from service.jobs.engine import JobEngine, TooManyJobs
 from service.mcp.fast_transport import RequestStream
 from service.tools.base import McpTool, describe_validation_error, error_result
 from service.tools.sinks import RequestStreamSink, SerializedRequestStreamSink
 
-__all__ = ["TOOL_NAME", "notification_tool", "request_stream_sink"]
+__all__ = ["TOOL_NAME", "call_of", "notification_tool", "request_stream_sink"]
 
 TOOL_NAME = "start-notification-stream"
 
@@ -67,15 +68,21 @@ def notification_tool(engine: JobEngine, spec: type[JobSpec]) -> McpTool:
     return McpTool(definition, handler)
 
 
-def request_stream_sink(ctx: ServerRequestContext[Any]) -> Sink:
+def request_stream_sink(ctx: ServerRequestContext[Any], call: McpCall) -> Sink:
     """Where the call's notifications go: its own stream, as text where the fast transport serves it."""
-    assert ctx.request_id is not None
     stream = RequestStream.of(ctx.request)
     if stream is not None:
-        logs = "info" in allowed_log_levels(ctx.protocol_version, ctx.meta)
-        progress = progress_token_from_params(ctx.params) is not None
-        return SerializedRequestStreamSink(stream, ctx.session, logs=logs, progress=progress)
-    return RequestStreamSink(ctx.session, ctx.request_id)
+        return SerializedRequestStreamSink(
+            stream, ctx.session, logs=call.logs, progress=call.progress_token is not None
+        )
+    return RequestStreamSink(ctx.session, call.request_id)
+
+
+def call_of(ctx: ServerRequestContext[Any]) -> McpCall:
+    """The call as a job records it: what another replica needs to write the rest of its stream."""
+    assert ctx.request_id is not None
+    logs = "info" in allowed_log_levels(ctx.protocol_version, ctx.meta)
+    return McpCall(request_id=ctx.request_id, progress_token=progress_token_from_params(ctx.params), logs=logs)
 
 
 async def start_notification_stream(
@@ -91,14 +98,23 @@ async def start_notification_stream(
     except ValidationError as exc:
         return error_result(describe_validation_error(exc))
     session_id = ctx.request.headers.get(MCP_SESSION_ID_HEADER) if ctx.request is not None else None
+    call = call_of(ctx)
     try:
         job = await engine.run(
             spec,
             origin=JobOrigin.MCP,
             session_id=session_id,
             owner=principal_of(ctx.request) if ctx.request is not None else None,
-            sinks=[request_stream_sink(ctx)],
+            sinks=[request_stream_sink(ctx, call)],
+            # A call on a 2025-11-25 session can be resumed, so its job can move to another replica.
+            call=call if session_id is not None else None,
         )
     except TooManyJobs as exc:
         return error_result(str(exc))
+    if not job.status.is_final:
+        # Handed over as this replica stops: another one writes the rest of the call's stream and its result
+        # (`service.tools.resumed_call`). Nothing more is written on it here; the call ends as its session closes.
+        if (stream := RequestStream.of(ctx.request)) is not None:
+            stream.hand_over()
+        await anyio.sleep_forever()
     return job_result(job)

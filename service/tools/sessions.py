@@ -1,8 +1,8 @@
 """The live MCP sessions as places a job's notifications can go: the `SessionDirectory` the REST routes use.
 
 It wraps the resumable core's `SessionManager` without the core knowing of jobs: the manager
-tells it when sessions open and end, and it records them in the `SessionRelay`, so that a job
-running on another replica reaches a session held here, and a job here one held elsewhere.
+records its sessions in the `SessionRelay`, through which a job running on another replica
+reaches a session held here, and a job here one held elsewhere.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 import anyio
 
 from service.domain.notifications import Notification, Sink
+from service.jobs.engine import JobEngine
 from service.mcp.manager import SessionManager
 from service.stores.base import SessionRelay
 from service.tools.sinks import RelayedSessionSink, SessionStreamSink
@@ -24,10 +25,10 @@ logger = logging.getLogger(__name__)
 class LiveSessions:
     """The sessions of `manager`, and through `relay` those of the other replicas."""
 
-    def __init__(self, manager: SessionManager, relay: SessionRelay) -> None:
+    def __init__(self, manager: SessionManager, relay: SessionRelay, engine: JobEngine) -> None:
         self._manager = manager
         self._relay = relay
-        manager.listeners.append(self)
+        self._engine = engine
 
     async def sink_for(self, session_id: str, owner: str | None) -> Sink | None:
         """Where a job started elsewhere reaches the session's GET stream; None unless it is live and `owner`'s."""
@@ -52,15 +53,16 @@ class LiveSessions:
         except anyio.ClosedResourceError:
             logger.debug("relayed notification for session %s, which has ended: dropped", session_id)
 
+    async def release(self, session_id: str) -> None:
+        """Give a session held here back to its home replica, which asked for it: its calls' jobs go on elsewhere,
+        and its client resumes there."""
+        await self._engine.hand_over_session(session_id)
+        await self._manager.release(session_id)
+
     async def serve_relayed(self) -> None:
-        """Deliver, until cancelled, the notifications other replicas relay to the sessions held here."""
-        await self._relay.serve_relayed(self.deliver)
-
-    def session_opened(self, session_id: str, owner: str | None) -> None:
-        self._relay.register_session(session_id, owner)
-
-    def session_closed(self, session_id: str) -> None:
-        self._relay.unregister_session(session_id)
+        """Deliver, until cancelled, the notifications other replicas relay to the sessions held here, and give
+        back the sessions their home replicas ask for."""
+        await self._relay.serve_relayed(self.deliver, self.release)
 
     def __len__(self) -> int:
         return len(self._manager)

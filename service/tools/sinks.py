@@ -13,10 +13,19 @@ from service.mcp.fast_transport import RequestStream
 from service.mcp.transport import ResumableTransport
 from service.stores.base import SessionRelay
 
-__all__ = ["LOGGER_NAME", "RelayedSessionSink", "RequestStreamSink", "SerializedRequestStreamSink", "SessionStreamSink"]
+__all__ = [
+    "LOGGER_NAME",
+    "LOG_METHOD",
+    "PROGRESS_METHOD",
+    "RelayedSessionSink",
+    "RequestStreamSink",
+    "SerializedRequestStreamSink",
+    "SessionStreamSink",
+]
 
 LOGGER_NAME = "notification-stream"
 LOG_METHOD = "notifications/message"
+PROGRESS_METHOD = "notifications/progress"
 LOG_PREFIX = f'{{"jsonrpc":"2.0","method":"{LOG_METHOD}","params":{{"level":"info","logger":"{LOGGER_NAME}","data":'
 
 

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,50 +18,17 @@ import httpx
 import pytest
 
 from harness.clients import MCP_HEADERS, Received, ensure_node_client, mcp_client, open_raw_session, run_node_client
-from harness.cluster import ClusterProcess, running_cluster
+from harness.cluster import ClusterProcess
 from harness.sse import SseEvent, parse_sse
-from service.cluster.balancer import CADDY_HINT, NGINX_HINT, caddy_binary, nginx_binary
-from service.cluster.redis_server import INSTALL_HINT, redis_server_binary
 from service.domain.jobs import JobRecord
-from service.stores.base import Retention
 from service.stores.redis import RedisStorage
 from service.tools.notification_stream import TOOL_NAME
+from tests.cluster.conftest import LEASE, MAX_JOBS, REPLICAS
 from tests.support import unavailable, wait_for
 
 pytestmark = pytest.mark.anyio
 
-REPLICAS = 3
-MAX_JOBS = 6
-LEASE = 1.5
 LONG = {"interval": 0.05, "count": 400, "caller": "long"}
-
-
-def need_cluster_binaries(balancer: str) -> None:
-    if redis_server_binary() is None:
-        unavailable(INSTALL_HINT)
-    if balancer == "caddy" and caddy_binary() is None:
-        unavailable(CADDY_HINT)
-    if balancer == "nginx" and nginx_binary() is None:
-        unavailable(NGINX_HINT)
-
-
-@pytest.fixture(scope="module", params=["caddy", "nginx"])
-def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterProcess]:
-    balancer: str = request.param
-    need_cluster_binaries(balancer)
-    env = {"SERVICE_MAX_JOBS": str(MAX_JOBS), "SERVICE_LEASE_TTL": str(LEASE), "SERVICE_SHUTDOWN_TIMEOUT": "2"}
-    workdir = tmp_path_factory.mktemp(f"cluster-{balancer}")
-    with running_cluster(workdir, replicas=REPLICAS, balancer=balancer, **env) as running:
-        yield running
-
-
-@pytest.fixture
-async def store(cluster: ClusterProcess) -> AsyncIterator[RedisStorage]:
-    """The cluster's own store, opened from the test: what the replicas wrote, as they wrote it."""
-    async with RedisStorage(
-        cluster.redis_url, max_events_per_partition=100_000, retention=Retention(), prefix=f"c{cluster.port}"
-    ) as opened:
-        yield opened
 
 
 def replica_of(job: JobRecord) -> str:

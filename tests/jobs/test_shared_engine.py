@@ -7,21 +7,26 @@ follow, cancel and count against the limits.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from functools import partial
 from uuid import uuid4
 
 import anyio
 import pytest
 
 from service.cluster.redis_server import RedisServer
-from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, new_job_id
+from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, McpCall, new_job_id
 from service.domain.notifications import Notification
 from service.jobs.engine import JobEngine, JobLimits, TooManyJobs
-from service.stores.base import Admission, Retention, job_partition
+from service.mcp.event_store import session_partition
+from service.stores.base import Admission, Retention, SessionBusy, SessionRecord, job_partition
 from service.stores.redis import RedisStorage
+from service.tools.resumed_call import resumed_call
+from service.tools.sinks import LOG_METHOD, PROGRESS_METHOD, log_json
 
 pytestmark = [pytest.mark.anyio, pytest.mark.in_process]
 
@@ -61,7 +66,9 @@ def replicas(redis: RedisServer, prefix: str) -> Replicas:
             engines = []
             for index in range(count):
                 storage = await stack.enter_async_context(store(redis, prefix, f"r{index}"))
-                engine = JobEngine(storage, limits, board=storage, runner_id=storage.runner)
+                engine = JobEngine(
+                    storage, limits, board=storage, runner_id=storage.runner, call_sink=partial(resumed_call, storage)
+                )
                 engines.append(await stack.enter_async_context(engine.running()))
             yield engines
 
@@ -189,11 +196,14 @@ async def test_an_engine_starting_leaves_the_others_running_jobs_alone(replicas:
         a.shutdown()
 
 
-async def abandoned(redis: RedisServer, prefix: str, origin: JobOrigin, sent: int) -> JobRecord:
+async def abandoned(
+    redis: RedisServer, prefix: str, origin: JobOrigin, sent: int, *, call: McpCall | None = None
+) -> JobRecord:
     """A job whose engine died without a word: it admitted and recorded the job, sent `sent` of its 10
     notifications, then never renewed its lease."""
     async with store(redis, prefix, "dead") as dead:
-        job = JobRecord.new(new_job_id(), spec(count=10, interval=0.01), origin, None, None, "dead", "dead")
+        session = None if call is None else "dead.s1"
+        job = JobRecord.new(new_job_id(), spec(count=10, interval=0.01), origin, session, None, "dead", "dead", call)
         await dead.admit(job, max_jobs=10, max_jobs_per_session=10)
         job.status = JobStatus.RUNNING
         await dead.save_job(job)
@@ -234,6 +244,100 @@ async def test_a_job_of_an_mcp_session_whose_lease_expires_is_recorded_as_interr
         seen = await final(survivor, job.id)
         assert (seen.status, seen.sent, seen.takeovers) == (JobStatus.INTERRUPTED, 1, 0)
         assert not [j for j in await survivor.list_jobs(status=JobStatus.RUNNING) if j.id == job.id]
+
+
+async def test_the_call_of_an_mcp_job_taken_over_gets_the_rest_of_its_stream_and_its_result(
+    replicas: Replicas, redis: RedisServer, prefix: str
+) -> None:
+    """A 2025-11-25 call whose replica died between a notification's log message and its progress: the engine
+    that takes the job over writes into the session's log what the call's stream lacks, each once, then the
+    result, for the client to resume from whichever replica adopts the session."""
+    call = McpCall(request_id=7, progress_token="p", logs=True)
+    stream = str(call.request_id)  # the SDK names a request's stream by its id
+    async with store(redis, prefix, "writer") as writer:  # what the dead replica's session had written
+        partition = session_partition("dead.s1")
+        await writer.append(partition, stream, None)  # the call's priming event
+        for index in (1, 2, 3):
+            await writer.append(partition, stream, log_json(f"Notification {index}/10 for shared").encode())
+            if index < 3:
+                params = {"progressToken": "p", "progress": index, "total": 10}
+                await writer.append(
+                    partition, stream, json.dumps({"method": PROGRESS_METHOD, "params": params}).encode()
+                )
+        await writer.append(partition, "_GET_stream", b'{"jsonrpc":"2.0","method":"other"}')  # another stream
+        await writer.flush()
+    job = await abandoned(redis, prefix, JobOrigin.MCP, sent=2, call=call)  # the job's own log: 2 (behind)
+    async with replicas(1) as (survivor,):
+        seen = await final(survivor, job.id)
+        assert (seen.status, seen.sent, seen.takeovers) == (JobStatus.COMPLETED, 10, 1)
+        async with store(redis, prefix, "reader") as reader:
+            messages = [json.loads(event.data) for event in await reader.read(partition, stream) if event.data]
+    logs = [m["params"]["data"] for m in messages if m.get("method") == LOG_METHOD]
+    progress = [m["params"]["progress"] for m in messages if m.get("method") == PROGRESS_METHOD]
+    (response,) = [m for m in messages if "result" in m]
+    assert logs == [f"Notification {index}/10 for shared" for index in range(1, 11)]
+    assert progress == list(range(1, 11))
+    assert messages[-1] is response
+    assert (response["id"], response["result"]["structuredContent"]["status"]) == (7, "completed")
+    assert response["result"]["isError"] is False
+
+
+async def test_a_session_is_adopted_by_one_replica_once_its_holder_is_gone(
+    redis: RedisServer, prefix: str, replicas: Replicas
+) -> None:
+    """Its holder alive: nobody adopts it (503 after a wait). Gone: of two replicas adopting it at once, one wins,
+    with what its `initialize` agreed on. Back home: the holder is asked to release it, and the home adopts it."""
+    async with replicas(2) as (a, b):
+        holder, other = (a._board, b._board)
+        assert isinstance(holder, RedisStorage)
+        assert isinstance(other, RedisStorage)
+        holder.register_session("r0.s1", "alice")
+        holder.describe_session("r0.s1", "2025-11-25", '{"protocolVersion":"2025-11-25"}')
+        await holder.flush()
+        with pytest.raises(SessionBusy):
+            await other.adopt_session("r0.s1", wait=LEASE)
+        assert await other.adopt_session("r0.unknown", wait=LEASE) is None
+    async with replicas(3) as engines:  # the holder's process is gone: its heartbeat lapses within a lease
+        boards = [engine._board for engine in engines]
+        won: list[SessionRecord] = []
+
+        async def adopt(board: object) -> None:
+            assert isinstance(board, RedisStorage)
+            with contextlib.suppress(SessionBusy):
+                if (record := await board.adopt_session("r0.s1", wait=LEASE * 3)) is not None:
+                    won.append(record)
+
+        async with anyio.create_task_group() as adopting:
+            for board in boards[1:]:
+                adopting.start_soon(adopt, board)
+        (record,) = won
+        assert (record.owner, record.protocol_version, record.client) == (
+            "alice",
+            "2025-11-25",
+            '{"protocolVersion":"2025-11-25"}',
+        )
+        assert record.replica in ("r1", "r2")
+        interim = boards[int(record.replica[1])]
+        assert isinstance(interim, RedisStorage)
+        released: list[str] = []
+
+        async def release(session_id: str) -> None:
+            released.append(session_id)
+            interim.release_session(session_id)
+
+        async def deliver(session_id: str, notification: Notification) -> None:
+            raise AssertionError("no notification was relayed")
+
+        home = boards[0]
+        assert isinstance(home, RedisStorage)
+        async with anyio.create_task_group() as relaying:
+            relaying.start_soon(interim.serve_relayed, deliver, release)
+            await anyio.sleep(0.1)
+            back = await home.adopt_session("r0.s1", wait=LEASE * 3)
+            relaying.cancel_scope.cancel()
+        assert released == ["r0.s1"]
+        assert back is not None
+        assert (back.replica, back.owner) == ("r0", "alice")
 
 
 async def test_an_engine_that_stood_still_past_its_lease_writes_nothing_once_taken_over(
@@ -314,9 +418,12 @@ async def test_a_notification_relayed_to_another_replica_reaches_its_sessions(re
     async def deliver(session_id: str, notification: Notification) -> None:
         received.append((session_id, notification))
 
+    async def release(session_id: str) -> None:
+        raise AssertionError(f"nobody asked for {session_id} back")
+
     async with store(redis, prefix, "a") as a, store(redis, prefix, "b") as b, anyio.create_task_group() as tasks:
         b.register_session("b.1", "alice")
-        tasks.start_soon(b.serve_relayed, deliver)
+        tasks.start_soon(b.serve_relayed, deliver, release)
         await anyio.sleep(0.1)
         found = await a.find_session("b.1")
         assert found is not None

@@ -19,7 +19,7 @@ from service.mcp.event_store import SessionEventStore
 from service.mcp.fast_transport import FastTransport, RequestStream
 from service.stores.base import Retention
 from service.stores.memory import MemoryStorage
-from service.tools.notification_stream import request_stream_sink
+from service.tools.notification_stream import call_of, request_stream_sink
 from service.tools.sinks import LOGGER_NAME, RequestStreamSink, SerializedRequestStreamSink, log_json
 
 pytestmark = pytest.mark.in_process
@@ -68,7 +68,7 @@ def served_request(store: SessionEventStore | None = None) -> tuple[Request, Req
 
 
 def serialized_sink(ctx: ServerRequestContext[Any]) -> SerializedRequestStreamSink:
-    sink = request_stream_sink(ctx)
+    sink = request_stream_sink(ctx, call_of(ctx))
     assert isinstance(sink, SerializedRequestStreamSink)
     return sink
 
@@ -88,8 +88,8 @@ def test_a_request_the_fast_transport_serves_gets_the_serialized_sink_with_the_s
 
 def test_any_other_request_gets_the_sdks_sink() -> None:
     plain = Request({"type": "http", "method": "POST", "path": "/mcp", "headers": [], "state": {}})
-    assert isinstance(request_stream_sink(context(plain, "2025-11-25", None)), RequestStreamSink)
-    assert isinstance(request_stream_sink(context(None, "2025-11-25", None)), RequestStreamSink)
+    for ctx in (context(plain, "2025-11-25", None), context(None, "2025-11-25", None)):
+        assert isinstance(request_stream_sink(ctx, call_of(ctx)), RequestStreamSink)
 
 
 @pytest.mark.anyio

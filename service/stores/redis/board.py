@@ -14,7 +14,7 @@ flag, read at every renewal, and a pub/sub message that usually gets there first
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import anyio
 from redis.exceptions import RedisError
@@ -51,6 +51,9 @@ class RedisBoard:
         self._session_shares: dict[str, Share] = {}
         self._leaving = False
         """Set as the engine hands its jobs over: it takes none over itself any more."""
+        self._beating = False
+        self.on_lapse: Callable[[], None] = lambda: None
+        """Called when this process finds its heartbeat had lapsed (the relay gives its sessions up)."""
 
     async def admit(
         self, job: JobRecord, *, max_jobs: int, max_jobs_per_session: int, announce: bool = True
@@ -223,9 +226,9 @@ class RedisBoard:
         writer.writes.wake.set()
         return found
 
-    async def hand_over(self, job: JobRecord) -> None:
+    async def hand_over(self, job: JobRecord, *, leaving: bool) -> None:
         """Its lease goes with the next batch; its owner stays, so that a claim bumps the epoch as after a death."""
-        self._leaving = True
+        self._leaving = self._leaving or leaving
         token = self._tokens.pop(job.id, None)
         if token is not None:
             queued = self._writer.writes.queued
@@ -250,27 +253,33 @@ class RedisBoard:
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(self._listen_for_cancels, runner)
             while True:
-                await anyio.sleep(self._writer.lease_ms / 3000)
                 try:
                     await self._renew(runner)
                     for job in [] if self._leaving else await self.abandoned_jobs():
                         runner.abandoned(job)
                 except StoreError as exc:
                     logger.warning("Redis store: lease renewal failed: %s", exc)
+                await anyio.sleep(self._writer.lease_ms / 3000)
 
     async def _renew(self, runner: Runner) -> None:
-        """The running jobs' leases and, if it holds shares, this engine's entry in `alive`: one round trip."""
+        """This process's heartbeat (what says its sessions are held), the running jobs' leases and, if it holds
+        shares, this engine's entry in `alive`: one round trip."""
         lease_ms = self._writer.lease_ms
         ids = [job_id for job_id in runner.running_job_ids() if job_id in self._tokens]
         holds_shares = bool(self._jobs_share.granted or self._session_shares)
-        if not (ids or holds_shares):
-            return
         keys = {job_id: [self._keys.job(job_id, kind) for kind in ("lease", "cancel", "owner")] for job_id in ids}
         commands: list[Command] = [scripts.RENEW.call(keys[job_id], self._tokens[job_id], lease_ms) for job_id in ids]
         if holds_shares:
             commands.append(("ZADD", self._keys.index("alive"), micros() // 1000 + lease_ms, self.runner))
+        commands.append(("SET", self._keys.runner(self.runner), "1", "PX", lease_ms, "GET"))
         # Behind the queued writes: a job admitted since the last flush has its lease only in the queue.
-        verdicts = await self._writer.write(commands)
+        *verdicts, beat = await self._writer.write(commands)
+        if beat is None and self._beating:
+            # This process stood still past its heartbeat: the others took it for dead, and its sessions may be
+            # adopted elsewhere. It gives them all up; their clients resume where they are held now.
+            logger.error("this process stood still past its heartbeat: giving up its MCP sessions")
+            self.on_lapse()
+        self._beating = True
         if holds_shares and verdicts.pop():  # added: taken for gone (stalled past a lease), its shares dropped
             for share in (self._jobs_share, *self._session_shares.values()):
                 share.granted = 0
@@ -278,9 +287,8 @@ class RedisBoard:
             if verdict == 2:
                 runner.stop(job_id, JobStatus.CANCELLED)
             elif verdict == 0:
-                # Its token stays until the job ends here: what it still writes (its final record) is fenced.
                 logger.error("job %s: another engine runs it now; stopping it here", job_id)
-                runner.stop(job_id, JobStatus.INTERRUPTED)
+                runner.lose(job_id)
 
     async def _listen_for_cancels(self, runner: Runner) -> None:
         """The quick path of a cancel request; the durable flag, read at every renewal, is the sure one."""

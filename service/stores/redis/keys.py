@@ -17,7 +17,9 @@ tag, so every script touches one slot and works on Redis Cluster too:
     <p>:{jobs}:shares          hash: each engine's share of `SERVICE_MAX_JOBS` (`shares`)
     <p>:{jobs}:shares:<id>     hash: each engine's share of one MCP session's `SERVICE_MAX_JOBS_PER_SESSION`
     <p>:{jobs}:alive           sorted set: engines holding shares, by when they go unless renewed (ms)
-    <p>:session:{<id>}         hash: a live MCP session's replica and owner
+    <p>:session:{<id>}         hash: a live MCP session's replica, holder (process), owner, protocol version and
+                               client (its `initialize` params)
+    <p>:runner:{<runner>}      string: this process is alive, expiring unless renewed (a session's holder)
     <p>:inbox:{<replica>}      stream: notifications relayed to that replica's sessions
     <p>:cancel                 pub/sub channel: the id of a job someone asked to stop
 """
@@ -75,6 +77,9 @@ class Keys:
 
     def session(self, session_id: str) -> str:
         return f"{self.prefix}:session:{tag(session_id)}"
+
+    def runner(self, runner: str) -> str:
+        return f"{self.prefix}:runner:{tag(runner)}"
 
     def inbox(self, replica: str) -> str:
         return f"{self.prefix}:inbox:{tag(replica)}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from service.stores.redis.wire import Client, Command
 
 __all__ = [
+    "ADOPT",
     "APPEND",
     "CLAIM",
     "CLAIM_EXPIRED",
@@ -262,11 +263,12 @@ return 1
 
 # KEYS: record, lease, log, owner. ARGV: finished_at, ttl ms, log stream name, the claiming engine's runner
 # id, lease ms, its replica.
-# An unfinished job without a lease: its engine is gone. A REST job is taken over: its next fencing token
-# (`<runner>:<epoch + 1>`) becomes its owner, so the old engine, if it only stood still, can write nothing
-# more; it goes on from the notifications its log holds. Any other job is recorded as interrupted, its log
-# sealed. Returns {record, token} ('' when interrupted); 'gone' for a job admitted whose record was never
-# written (its engine died first); false when there is nothing to do.
+# An unfinished job without a lease: its engine is gone. A movable job (`JobRecord.movable`: REST, or a call on a
+# resumable MCP session) is taken over: its next fencing token (`<runner>:<epoch + 1>`) becomes its owner, so the
+# old engine, if it only stood still, can write nothing more; it goes on from the notifications its log holds.
+# Any other job is recorded as interrupted, its log sealed. Returns {record, token} ('' when interrupted);
+# 'gone' for a job admitted whose record was never written (its engine died first); false when there is nothing
+# to do.
 CLAIM = Script("""
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
 local raw = redis.call('GET', KEYS[1])
@@ -278,7 +280,7 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '-', '+')) do
   if entry[2][2] == ARGV[3] then sent = sent + 1 end
 end
 job.sent = sent
-if job.origin == 'rest' then
+if job.origin == 'rest' or type(job.call) == 'table' then
   local epoch = tonumber(string.match(redis.call('GET', KEYS[4]) or '', ':(%d+)$')) or 1
   local token = ARGV[4] .. ':' .. (epoch + 1)
   redis.call('SET', KEYS[4], token)
@@ -301,8 +303,19 @@ redis.call('PEXPIRE', KEYS[4], ARGV[2])
 return {out, ''}
 """)
 
+# KEYS: a session's record. ARGV: its holder as read, the new holder ('' to release it), the new holder's replica
+# ('' to leave it: a released session is still reached through its last replica's inbox, which says it is gone).
+# The session moves only if nobody moved it since it was read: of the replicas that adopt it at once, one wins.
+ADOPT = Script("""
+if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'holder', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'replica', ARGV[3]) end
+return 1
+""")
+
 
 SCRIPTS = (
+    ADOPT,
     APPEND,
     DROP_ENDED,
     SAVE_JOB,

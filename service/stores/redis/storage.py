@@ -185,6 +185,11 @@ class RedisStorage:
             ("PEXPIRE", self._keys.ends(partition), ttl),
         ]
 
+    async def stored(self) -> None:
+        # Redis already failed: the flusher retries on its own; a writer does not wait for each of its tries.
+        self._writes.raise_failure()
+        await self.flush()  # a batch already on its way goes first; a flush that finds nothing queued returns
+
     async def seal(self, partition: str) -> None:
         """Mark the end of a job's log, for followers on other replicas (with its final record, if queued)."""
         if partition.startswith(JOB_LOG_PREFIX):
@@ -329,8 +334,8 @@ class RedisStorage:
     async def abandoned_jobs(self) -> Sequence[JobRecord]:
         return await self.job_board.abandoned_jobs()
 
-    async def hand_over(self, job: JobRecord) -> None:
-        await self.job_board.hand_over(job)
+    async def hand_over(self, job: JobRecord, *, leaving: bool) -> None:
+        await self.job_board.hand_over(job, leaving=leaving)
 
     async def holds(self, job_id: str) -> bool:
         return await self.job_board.holds(job_id)
@@ -344,17 +349,31 @@ class RedisStorage:
     def register_session(self, session_id: str, owner: str | None) -> None:
         self.session_relay.register_session(session_id, owner)
 
+    def describe_session(self, session_id: str, protocol_version: str, client: str) -> None:
+        self.session_relay.describe_session(session_id, protocol_version, client)
+
     def unregister_session(self, session_id: str) -> None:
         self.session_relay.unregister_session(session_id)
+
+    def release_session(self, session_id: str) -> None:
+        self.session_relay.release_session(session_id)
 
     async def find_session(self, session_id: str) -> SessionRecord | None:
         return await self.session_relay.find_session(session_id)
 
+    async def adopt_session(self, session_id: str, *, wait: float) -> SessionRecord | None:
+        return await self.session_relay.adopt_session(session_id, wait=wait)
+
+    async def wait_for_session_events(self, partition: str, after: int, within: float) -> int:
+        return await self.session_relay.wait_for_session_events(partition, after, within)
+
     async def relay(self, replica: str, session_id: str, notification: Notification) -> None:
         await self.session_relay.relay(replica, session_id, notification)
 
-    async def serve_relayed(self, deliver: Callable[[str, Notification], Awaitable[None]]) -> None:
-        await self.session_relay.serve_relayed(deliver)
+    async def serve_relayed(
+        self, deliver: Callable[[str, Notification], Awaitable[None]], release: Callable[[str], Awaitable[None]]
+    ) -> None:
+        await self.session_relay.serve_relayed(deliver, release)
 
 
 def _event(entry_id: bytes, fields: dict[bytes, bytes]) -> StoredEvent:

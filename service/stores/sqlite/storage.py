@@ -173,6 +173,9 @@ class SQLiteStorage:
     async def seal(self, partition: str) -> None:
         self._counts.pop(partition, None)
 
+    async def stored(self) -> None:
+        return None  # one process: a stream it was serving is not resumed after it crashed (its session is gone)
+
     # JobStore
 
     async def save_job(self, job: JobRecord) -> None:
