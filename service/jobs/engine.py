@@ -14,9 +14,10 @@ replica. One process alone gets the `LocalBoard`, where all of that is in-proces
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
@@ -25,7 +26,16 @@ from anyio.abc import TaskGroup
 
 from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, McpCall, new_job_id, new_runner_id, utcnow
 from service.domain.notifications import CallSink, Notification, Sink
-from service.stores.base import LOG_STREAM, Admission, JobBoard, Storage, StoredEvent, StoreStats, job_partition
+from service.stores.base import (
+    LOG_STREAM,
+    Admission,
+    JobBoard,
+    Storage,
+    StoredEvent,
+    StoreError,
+    StoreStats,
+    job_partition,
+)
 from service.stores.local import LocalBoard
 from service.telemetry import context
 from service.telemetry.metrics import Metrics
@@ -43,6 +53,9 @@ CANCEL_WAIT = 5.0
 """Seconds a cancel waits for a job that runs elsewhere to stop (its engine checks within a second)."""
 STALL = 1.0
 """Seconds a job may wake late before it asks the board whether it still runs it (`JobBoard.holds`)."""
+STORE_OUTAGE = 60.0
+"""Seconds a running job waits for its store to come back (Redis failing over or restarting) before it fails."""
+STORE_RETRY = 0.5
 BURST = 64
 """A job that is due (an `interval` of 0, or behind) sends up to this many notifications between two trips
 through the event loop: its stream's writer then sends them in one write, instead of one write (and one
@@ -403,9 +416,13 @@ class JobEngine:
                             await anyio.lowlevel.checkpoint()
                         if now - saved >= PROGRESS_INTERVAL:
                             saved = now
-                            await self._storage.save_job(job)
+                            await self._written(partial(self._storage.save_job, job))
                     notification = Notification(job.id, index, job.count, job.caller)
-                    await self._storage.append(partition, LOG_STREAM, notification.to_json())
+                    data = notification.to_json()
+                    try:
+                        await self._storage.append(partition, LOG_STREAM, data)
+                    except StoreError as exc:
+                        await self._written(partial(self._storage.append, partition, LOG_STREAM, data), exc)
                     job.sent = index
                     sent.inc()
                     await self._deliver(live, notification)
@@ -426,6 +443,30 @@ class JobEngine:
                     live.done.set()
                     live.touch()
                     context.job_id.reset(named)
+
+    async def _written(self, write: Callable[[], Awaitable[object]], failed: StoreError | None = None) -> None:
+        """A running job's write, tried again while a shared store fails, for up to `STORE_OUTAGE` seconds: the job
+        waits (its notifications are due, and go out as soon as the store is back) rather than fail. Redis fails
+        over and restarts; one process's own store failing (a disk full, a database locked) is reported at once."""
+        if failed is None:
+            try:
+                await write()
+                return
+            except StoreError as exc:
+                failed = exc
+        if not self._board.leased:
+            raise failed
+        logger.warning("job waits for its store: %s", failed)
+        with anyio.move_on_after(STORE_OUTAGE):
+            while True:
+                await anyio.sleep(STORE_RETRY)
+                try:
+                    await write()
+                    logger.info("job goes on: its store is back")
+                    return
+                except StoreError as exc:
+                    failed = exc
+        raise failed
 
     async def _end(self, live: _LiveJob) -> None:
         """Record how the job ended, or hand it over to another engine, which goes on with it."""
@@ -450,6 +491,8 @@ class JobEngine:
             await self._board.release(job)
             if live.call is not None:
                 await live.call.result(job)
+        except StoreError as exc:  # shielded, as the engine may be stopping: no waiting for the store here
+            logger.error("job ended %s, but its store failed to record it: %s", job.status.value, exc)
         finally:
             self._ended[(job.origin, job.status)].inc()
             took = (job.finished_at - job.started_at).total_seconds() if job.started_at else 0.0

@@ -32,7 +32,7 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, Authorizat
 from mcp.server.connection import Connection
 from mcp.server.lowlevel.server import Server
 from mcp.server.runner import serve_connection
-from mcp.server.streamable_http import MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
+from mcp.server.streamable_http import GET_STREAM_KEY, MCP_SESSION_ID_HEADER, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 from mcp.shared.transport_context import TransportContext
@@ -131,8 +131,9 @@ class SessionManager(StreamableHTTPSessionManager):
                 transport.close_request_streams()
 
     async def release(self, session_id: str) -> None:
-        """Give the session up while this process goes on: its home replica, back, asked for it. Its streams end,
-        and their clients resume them there (its calls' jobs were handed over first)."""
+        """Give the session up while this process goes on: another replica, which its requests reach now (its
+        home, back), asked for it. Its streams end, and their clients resume them there (its calls' jobs were
+        handed over first)."""
         transport = self._server_instances.get(session_id)
         if transport is None:
             return
@@ -267,6 +268,8 @@ class SessionManager(StreamableHTTPSessionManager):
                 adopted = await self._relay.adopt_session(session_id, wait=self._adopt_wait)
                 if adopted is None:
                     return
+                # Read once, so that this store's ids for the session go above the ones its last holder wrote.
+                await self._event_log.read(session_partition(session_id), GET_STREAM_KEY)
                 transport = self._new_transport(session_id, adopted=True)
                 self._hold(session_id, transport, requestor)
                 assert self._task_group is not None

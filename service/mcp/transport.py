@@ -68,7 +68,7 @@ from typing_extensions import override
 
 from service import sse
 from service.mcp.event_store import SessionEventStore, json_of
-from service.stores.base import StoredEvent
+from service.stores.base import StoredEvent, StoreError
 
 __all__ = ["TAKE_OVER_TIMEOUT", "Follow", "ResumableTransport"]
 
@@ -307,8 +307,13 @@ class ResumableTransport(StreamableHTTPServerTransport):
         seen = after  # the partition's newest id seen, of any stream: what the next wait starts from
         idle_since = anyio.current_time()
         while self._request_streams.get(stream_id, (None, None))[1] is queue and not self.is_terminated:
-            seen = await follow(self._session_store.partition, seen, min(self._ping_interval, FOLLOW_WAIT))
-            after, answered = await self._replay(stream_id, send, after=after)
+            try:
+                seen = await follow(self._session_store.partition, seen, min(self._ping_interval, FOLLOW_WAIT))
+                after, answered = await self._replay(stream_id, send, after=after)
+            except StoreError as exc:  # the store is away for a moment: the client sees a pause, then the rest
+                logger.debug("following stream %s: %s", stream_id, exc)
+                await anyio.sleep(FOLLOW_WAIT)
+                answered = False
             if answered:
                 return
             if seen > after:

@@ -267,7 +267,7 @@ class JobBoard(Protocol):
     async def hand_over(self, job: JobRecord, *, leaving: bool) -> None:
         """Give up a movable job this engine stops without ending it: its lease goes now, so that another engine
         takes it over at its next look instead of after the lease's expiry. `leaving`: this process is shutting
-        down, and takes no job over any more (else its MCP session moves to the replica it calls home)."""
+        down, and takes no job over any more (else its MCP session moves to another replica)."""
         ...
 
     async def holds(self, job_id: str) -> bool:
@@ -342,5 +342,5 @@ class SessionRelay(Protocol):
         self, deliver: Callable[[str, Notification], Awaitable[None]], release: Callable[[str], Awaitable[None]]
     ) -> None:
         """Run until cancelled: pass every notification relayed to this replica to `deliver(session_id, ...)`, and
-        every session its home replica asks back to `release(session_id)`."""
+        every session another replica asks for to `release(session_id)`."""
         ...

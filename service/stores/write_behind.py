@@ -115,6 +115,9 @@ class WriteBehind(Generic[B]):
             except StoreError as exc:
                 self._failed(batch, exc)
                 raise
+            except BaseException:  # cancelled (a caller's deadline passed): the batch goes again, nothing latched
+                self._requeue(batch)
+                raise
             finally:
                 self.writing = self._new()
             if refused is None:
@@ -124,7 +127,10 @@ class WriteBehind(Generic[B]):
             return answer
 
     def _failed(self, batch: B, failure: StoreError) -> None:
+        self._requeue(batch)
+        self.failure = failure
+
+    def _requeue(self, batch: B) -> None:
         batch.take(self.queued)
         self.queued = batch
-        self.failure = failure
         self.wake.set()

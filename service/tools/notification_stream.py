@@ -17,6 +17,7 @@ from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, McpCal
 from service.domain.notifications import Sink
 from service.jobs.engine import JobEngine, TooManyJobs
 from service.mcp.fast_transport import RequestStream
+from service.stores.base import StoreError
 from service.tools.base import McpTool, describe_validation_error, error_result
 from service.tools.sinks import RequestStreamSink, SerializedRequestStreamSink
 
@@ -111,6 +112,8 @@ async def start_notification_stream(
         )
     except TooManyJobs as exc:
         return error_result(str(exc))
+    except StoreError as exc:
+        return error_result(f"The job store is unavailable; try again shortly ({exc})")
     if not job.status.is_final:
         # Handed over as this replica stops: another one writes the rest of the call's stream and its result
         # (`service.tools.resumed_call`). Nothing more is written on it here; the call ends as its session closes.

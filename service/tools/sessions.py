@@ -54,14 +54,14 @@ class LiveSessions:
             logger.debug("relayed notification for session %s, which has ended: dropped", session_id)
 
     async def release(self, session_id: str) -> None:
-        """Give a session held here back to its home replica, which asked for it: its calls' jobs go on elsewhere,
-        and its client resumes there."""
+        """Give up a session held here, which another replica asked for (its requests reach that one now): its
+        calls' jobs go on elsewhere, and its client resumes there."""
         await self._engine.hand_over_session(session_id)
         await self._manager.release(session_id)
 
     async def serve_relayed(self) -> None:
         """Deliver, until cancelled, the notifications other replicas relay to the sessions held here, and give
-        back the sessions their home replicas ask for."""
+        up the sessions other replicas ask for."""
         await self._relay.serve_relayed(self.deliver, self.release)
 
     def __len__(self) -> int:

@@ -308,14 +308,31 @@ def test_a_replica_paused_past_its_lease_writes_nothing_stale(cluster: ClusterPr
 
 
 def test_a_redis_pause_loses_no_notification(cluster: ClusterProcess) -> None:
-    """Redis stands still for 5 s (longer than the leases) under three REST jobs: each ends completed, its log
-    holds every notification once, and its record's count is its log's."""
+    """Redis stands still for 5 s (longer than the leases) under three REST jobs: each waits for it, then ends
+    completed, its log holds every notification once, and its record's count is its log's."""
     count = 100
     jobs = [start_job(cluster.replica_url(index), interval=0.05, count=count) for index in (1, 2, 3)]
     time.sleep(1.0)
     os.kill(cluster.pids["redis"], signal.SIGSTOP)
+    paused = time.monotonic()
     try:
-        time.sleep(5)
+        # Meanwhile no request waits on Redis for more than about a second: new work, reads and the health
+        # probe are answered 503, with `Retry-After` and what is wrong, or (a read) from what the replica has.
+        time.sleep(0.5)
+        for method, url in (
+            ("POST", f"{cluster.replica_url(2)}/jobs"),
+            ("GET", f"{cluster.replica_url(3)}/jobs/{jobs[0]['id']}"),
+            ("GET", f"{cluster.replica_url(1)}/healthz"),
+        ):
+            asked = time.monotonic()
+            response = httpx.request(method, url, json=LONG if method == "POST" else None, timeout=10)
+            took = time.monotonic() - asked
+            assert took < 2.5, f"{response.request.method} {response.request.url.path} took {took:.2f} s"
+            if response.status_code != 200:
+                assert response.status_code == 503, response.text
+                assert response.headers["retry-after"]
+                assert "Redis" in response.json()["detail"]
+        time.sleep(max(0.0, 5 - (time.monotonic() - paused)))
     finally:
         os.kill(cluster.pids["redis"], signal.SIGCONT)
     for job in jobs:

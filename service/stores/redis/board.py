@@ -25,10 +25,14 @@ from service.stores.redis import scripts
 from service.stores.redis.wire import Command
 from service.stores.redis.writer import Writer, micros
 from service.stores.shares import Share
+from service.stores.write_behind import Signal
 
 __all__ = ["RedisBoard"]
 
 logger = logging.getLogger(__name__)
+
+HANDED_OVER = "handed-over"
+"""Published on the cancel channel (no job id looks like it) when an engine hands a job over."""
 
 
 class RedisBoard:
@@ -52,6 +56,8 @@ class RedisBoard:
         self._leaving = False
         """Set as the engine hands its jobs over: it takes none over itself any more."""
         self._beating = False
+        self._look_now = Signal()
+        """Set when another engine hands a job over: the next look for jobs to take over is now."""
         self.on_lapse: Callable[[], None] = lambda: None
         """Called when this process finds its heartbeat had lapsed (the relay gives its sessions up)."""
 
@@ -137,10 +143,12 @@ class RedisBoard:
             self._write_share(session_id, 0)
 
     def _withdraw(self, job: JobRecord) -> None:
-        """Undo an admission whose batch Redis refused (it would be written later, with nobody to run it)."""
+        """Undo an admission whose batch Redis refused or did not answer (it would be written later, with nobody to
+        run it): a batch that did not answer may still run when Redis does, so the job's keys are deleted after it."""
         queued = self._writer.writes.queued
         queued.leases.pop(job.id, None)
         queued.jobs.pop(job.id, None)
+        queued.commands += self._writer.drop_commands(job.id, job)
         self._tokens.pop(job.id, None)
         self._give_back(job.session_id)
 
@@ -213,8 +221,9 @@ class RedisBoard:
             if answer == b"gone":
                 queued.commands.append(("ZREM", keys.index("unfinished"), job_id))
             elif answer:
-                raw, token = answer
+                raw, token, top = answer
                 job = JobRecord.model_validate_json(raw)
+                writer.see(int(top.split(b"-")[0]))
                 if token:  # taken over: it runs here now, counted in this engine's share
                     self._tokens[job.id] = token.decode()
                     self._jobs_share.take()
@@ -236,6 +245,7 @@ class RedisBoard:
             # Listed as old: the others' next look takes it, however young (a young job is otherwise left
             # alone, since its lease may still be on its way).
             queued.commands.append(("ZADD", self._keys.index("unfinished"), "XX", 0, job.id))
+            queued.commands.append(("PUBLISH", self._keys.cancels, HANDED_OVER))  # look now, rather than in turn
             self._writer.writes.wake.set()
             self._give_back(job.session_id)
 
@@ -259,7 +269,9 @@ class RedisBoard:
                         runner.abandoned(job)
                 except StoreError as exc:
                     logger.warning("Redis store: lease renewal failed: %s", exc)
-                await anyio.sleep(self._writer.lease_ms / 3000)
+                with anyio.move_on_after(self._writer.lease_ms / 3000):
+                    await self._look_now.wait()
+                self._look_now.clear()
 
     async def _renew(self, runner: Runner) -> None:
         """This process's heartbeat (what says its sessions are held), the running jobs' leases and, if it holds
@@ -300,7 +312,9 @@ class RedisBoard:
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             job_id = message["data"].decode()
-                            if job_id in runner.running_job_ids():
+                            if job_id == HANDED_OVER:
+                                self._look_now.set()
+                            elif job_id in runner.running_job_ids():
                                 runner.stop(job_id, JobStatus.CANCELLED)
             except (RedisError, OSError) as exc:
                 logger.warning("Redis store: cancel subscription lost (%s); resubscribing", exc)
@@ -310,4 +324,5 @@ class RedisBoard:
         writer = self._writer
         key = self._keys.job(job_id, "ev")
         with anyio.move_on_after(within + 1):
-            await writer.call(writer.redis.xread({key: f"{after}-0"}, count=1, block=max(1, round(within * 1000))))
+            block = max(1, round(within * 1000))
+            await writer.call(writer.redis.xread({key: f"{after}-0"}, count=1, block=block), blocking=True)

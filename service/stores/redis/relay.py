@@ -5,8 +5,8 @@ agreed on; it expires unless renewed. A holder is alive while its heartbeat key 
 (`RedisBoard` renews it with the leases): a session whose holder is gone is adopted by the
 first replica its client reaches (`ADOPT`: one wins). A notification for a session held
 elsewhere goes, with the next batch, to the inbox (a stream) of the replica that holds it,
-which reads its inbox and pushes each one to the session's GET stream; so does a home
-replica's request to have its session back.
+which reads its inbox and pushes each one to the session's GET stream; so does another
+replica's request to have a session released (the session's requests reach that one now).
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ class RedisRelay:
         writer = self._writer
         with anyio.move_on_after(within + 1):
             block = max(1, round(within * 1000))
-            found = await writer.call(writer.redis.xread({self._keys.events(partition): f"{after}-0"}, block=block))
+            key = self._keys.events(partition)
+            found = await writer.call(writer.redis.xread({key: f"{after}-0"}, block=block), blocking=True)
             for _, entries in found or []:
                 after = max(after, *(int(entry_id.split(b"-")[0]) for entry_id, _ in entries))
         return after

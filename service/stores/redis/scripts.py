@@ -266,7 +266,8 @@ return 1
 # An unfinished job without a lease: its engine is gone. A movable job (`JobRecord.movable`: REST, or a call on a
 # resumable MCP session) is taken over: its next fencing token (`<runner>:<epoch + 1>`) becomes its owner, so the
 # old engine, if it only stood still, can write nothing more; it goes on from the notifications its log holds.
-# Any other job is recorded as interrupted, its log sealed. Returns {record, token} ('' when interrupted);
+# Any other job is recorded as interrupted, its log sealed. Returns {record, token ('' when interrupted), the log's
+# top id (the new engine's ids go above it)};
 # 'gone' for a job admitted whose record was never written (its engine died first); false when there is nothing
 # to do.
 CLAIM = Script("""
@@ -276,8 +277,10 @@ if not raw then return 'gone' end
 local job = cjson.decode(raw)
 if job.status ~= 'pending' and job.status ~= 'running' then return false end
 local sent = 0
+local top = '0-0'
 for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '-', '+')) do
   if entry[2][2] == ARGV[3] then sent = sent + 1 end
+  top = entry[1]
 end
 job.sent = sent
 if job.origin == 'rest' or type(job.call) == 'table' then
@@ -291,7 +294,7 @@ if job.origin == 'rest' or type(job.call) == 'table' then
   job.takeovers = (tonumber(job.takeovers) or 0) + 1
   local out = cjson.encode(job)
   redis.call('SET', KEYS[1], out)
-  return {out, token}
+  return {out, token, top}
 end
 job.status = 'interrupted'
 job.finished_at = ARGV[1]
@@ -300,7 +303,7 @@ redis.call('SET', KEYS[1], out, 'PX', ARGV[2])
 redis.call('XADD', KEYS[3], '*', 's', '')
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 redis.call('PEXPIRE', KEYS[4], ARGV[2])
-return {out, ''}
+return {out, '', top}
 """)
 
 # KEYS: a session's record. ARGV: its holder as read, the new holder ('' to release it), the new holder's replica

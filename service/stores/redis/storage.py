@@ -91,7 +91,6 @@ class RedisStorage:
         )
         self._writes = writer.writes
         self._flush_interval = flush_interval
-        self._last_id = 0
         self._stack = AsyncExitStack()
         self._stats: tuple[float, StoreStats] | None = None
         self._stats_cache = stats_cache
@@ -122,7 +121,7 @@ class RedisStorage:
         with anyio.CancelScope(shield=True):
             self.job_board.give_up_shares()
             try:
-                await self.flush()
+                await self._writer.retry()
             except StoreError as error:
                 logger.error("Redis store closed with writes it could not make: %s", error)
         await self._stack.aclose()
@@ -140,7 +139,7 @@ class RedisStorage:
                 await anyio.sleep(self._flush_interval)  # let the writes of this moment join the batch
             wake.clear()
             try:
-                await self.flush()
+                await self._writer.retry()
             except StoreError:  # the latched failure makes appenders report it; retry, without spinning
                 await anyio.sleep(0.5)
             if time.monotonic() >= next_purge:
@@ -154,7 +153,7 @@ class RedisStorage:
 
     async def append(self, partition: str, stream: str, data: bytes | None) -> int:
         queue = self._writes.queue()
-        self._last_id = event_id = max(micros(), self._last_id + 1)
+        event_id = self._writer.next_id()
         queue.events.setdefault(partition, []).append((event_id, stream, data))
         return event_id
 
@@ -167,6 +166,8 @@ class RedisStorage:
     async def read(self, partition: str, stream: str, after: int = 0) -> Sequence[StoredEvent]:
         await self.flush()
         entries = await self._writer.call(self._writer.redis.xrange(self._keys.events(partition), f"({after}-0", "+"))
+        if entries:
+            self._writer.see(_event(*entries[-1]).id)
         wanted = stream.encode()
         return [_event(entry_id, fields) for entry_id, fields in entries if fields[b"s"] == wanted]
 
@@ -299,6 +300,7 @@ class RedisStorage:
         return len(ids) + sum(int(events) for events in results[::2])
 
     async def stats(self) -> StoreStats:
+        self._writes.raise_failure()  # the health probe says what is wrong, not the last figures it cached
         now = time.monotonic()
         if self._stats is not None and now - self._stats[0] < self._stats_cache:
             return self._stats[1]

@@ -4,7 +4,9 @@ Writes are queued and sent together every `flush_interval` seconds, in one pipel
 (`wire`: its own connection on a single Redis, redis-py's cluster pipeline on a cluster),
 so a tool call costs less than one round trip however many events it writes. That is possible
 because the store never has to ask Redis for an event id: a partition has one writer, and
-its ids come from the writer's clock (microseconds, kept strictly increasing). Redis refuses
+its ids come from the writer's clock (microseconds, kept strictly increasing; a writer that
+takes a partition over from another process first sees its top id, `see`, so that two clocks
+apart cannot put its ids below the other's). Redis refuses
 an explicit stream id that is not above the stream's top, which makes a retried write
 harmless and refuses a writer whose ids went back in time. A job's events and records are also fenced
 by its owner's token: the scripts check, in the same step, that no other engine took it over.
@@ -18,6 +20,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError, ResponseError
@@ -30,10 +33,15 @@ from service.stores.redis.wire import Client, Command, PipelineWire, RespWire, W
 from service.stores.stream_ends import StreamEnd
 from service.stores.write_behind import WriteBehind
 
-__all__ = ["SEAL", "Batch", "Writer", "micros"]
+__all__ = ["ANSWER_TIMEOUT", "SEAL", "Batch", "Writer", "micros"]
 
 logger = logging.getLogger(__name__)
 
+ANSWER_TIMEOUT = 1.0
+"""Seconds anyone waits for Redis: then it is taken as unavailable. A request gets 503 with `Retry-After`, a
+batch stays queued (every write is idempotent), a running job waits (`JobEngine`): Redis standing still (a
+failover, a pause) must not hold requests, nor the event loop's writers, for longer.
+"""
 SEAL = ""
 """The stream name of the entry `seal` writes: no reader's stream, but it wakes a follower."""
 
@@ -90,6 +98,7 @@ class Writer:
         self.finished_ttl = round((retention.jobs * 2 + 3600) * 1000)
         """Milliseconds a finished job's record and log carry, in case a purge never reaches them."""
         self.writes = WriteBehind(Batch)
+        self._last_id = 0
         self.tokens: dict[str, str] = {}
         """The lease token of every job this engine runs (its log's appends are fenced by it)."""
         self._max_events = max_events_per_partition
@@ -136,13 +145,33 @@ class Writer:
 
     # Writing
 
+    def next_id(self) -> int:
+        """An event id: this process's clock in microseconds, above every id it wrote or saw (`see`)."""
+        self._last_id = event_id = max(micros(), self._last_id + 1)
+        return event_id
+
+    def see(self, event_id: int) -> None:
+        """An id another process wrote in a partition this one may write next (a job taken over, a session
+        adopted): its ids go above it, whatever the two clocks say (Redis would refuse, and skip, ones below)."""
+        self._last_id = max(self._last_id, event_id)
+
     def send_later(self, *commands: Command) -> None:
         """Commands for the next batch, even while writes fail: bookkeeping whose caller could not handle an error."""
         self.writes.queued.commands.extend(commands)
         self.writes.wake.set()
 
     async def flush(self) -> None:
-        """Send everything queued so far; raise `StoreError` if Redis refuses it (it stays queued)."""
+        """Send everything queued so far; raise `StoreError` if Redis refuses it (it stays queued), at once if it
+        failed already: a request does not wait for Redis to come back (`retry` does, the store's flusher's)."""
+        self.writes.raise_failure()
+        try:
+            with anyio.fail_after(ANSWER_TIMEOUT):  # a batch on its way included
+                await self.retry()
+        except TimeoutError as exc:
+            raise StoreError(f"Redis did not answer within {ANSWER_TIMEOUT:g} s") from exc
+
+    async def retry(self) -> None:
+        """Send everything queued so far, a batch that failed included; raise `StoreError` if it fails again."""
         await self.write()
         self.writes.raise_failure()
 
@@ -151,7 +180,12 @@ class Writer:
         A caller that must ask Redis something anyway (`admit`, `_renew`) takes the queue along: one round
         trip, and its commands see every write queued before them (a lease queued by `admit`, say)."""
         nothing: list[Any] = []
-        answers = await self.writes.write(lambda batch: self._send(batch, extra), nothing, always=bool(extra))
+        try:
+            # A caller that asks something (`admit`) waits a second at most, a batch on its way included.
+            with anyio.fail_after(ANSWER_TIMEOUT if extra else None):
+                answers = await self.writes.write(lambda batch: self._send(batch, extra), nothing, always=bool(extra))
+        except TimeoutError as exc:
+            raise StoreError(f"Redis did not answer within {ANSWER_TIMEOUT:g} s") from exc
         for answer in answers:
             if isinstance(answer, Exception):
                 raise StoreError(f"Redis refused: {answer}")
@@ -163,7 +197,10 @@ class Writer:
         commands = self._batch_commands(batch)
         written = len(commands)
         try:
-            results = await self._wire_of().send([*commands, *extra])
+            with anyio.fail_after(ANSWER_TIMEOUT):
+                results = await self._wire_of().send([*commands, *extra])
+        except TimeoutError as exc:  # the wire keeps the batch's place: if Redis runs it later, it goes twice
+            raise StoreError(f"Redis did not answer within {ANSWER_TIMEOUT:g} s") from exc
         except (RedisError, OSError) as exc:
             raise StoreError(f"Redis: {exc}") from exc
         errors = [result for result in results[:written] if isinstance(result, Exception)]
@@ -266,9 +303,14 @@ class Writer:
                 raise StoreError(f"Redis refused: {reply}")
         return replies
 
-    async def call(self, call: Awaitable[Any]) -> Any:
+    async def call(self, call: Awaitable[Any], *, blocking: bool = False) -> Any:
+        """What Redis answered, within `ANSWER_TIMEOUT` (`blocking`: a read that waits, bounded by its caller)."""
+        timeout = None if blocking else ANSWER_TIMEOUT
         try:
-            return await call
+            with anyio.fail_after(timeout):
+                return await call
+        except TimeoutError as exc:  # an OSError: first
+            raise StoreError(f"Redis did not answer within {ANSWER_TIMEOUT:g} s") from exc
         except ResponseError as exc:
             raise StoreError(f"Redis refused: {exc}") from exc
         except (RedisError, OSError) as exc:
