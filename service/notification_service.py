@@ -155,6 +155,8 @@ class NotificationService:
             server,
             event_log=storage,
             relay=relay,
+            # A killed holder's heartbeat lapses within a lease: a request for its session waits that long.
+            adopt_wait=settings.lease_ttl + 1.0,
             on_replay=lambda events: self.metrics.replayed("mcp", events),
             replica=settings.replica_id,
             fast=settings.mcp_fast_transport,

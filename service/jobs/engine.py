@@ -282,6 +282,16 @@ class JobEngine:
         job = JobRecord.new(new_job_id(), spec, origin, session_id, owner, self.runner_id, self.replica, call)
         await self._admit(job, announce=False)  # other replicas see it within the store's next write
         live = self._live[job.id] = _LiveJob(job, list(sinks))
+        if self._leaving and self._board.leased and job.movable:
+            # A call that reached this process as it stops (the server still reads its last requests): another
+            # engine runs it from the start, as it would have gone on with it.
+            live.handed_over = True
+            try:
+                await self._end(live)
+            finally:
+                del self._live[job.id]
+                live.done.set()
+            return live.job
         await self._run(live)
         return live.job
 

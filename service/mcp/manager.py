@@ -55,8 +55,8 @@ __all__ = ["ADOPT_WAIT", "SessionManager"]
 logger = logging.getLogger(__name__)
 
 ADOPT_WAIT = 5.0
-"""Seconds a request for a session held elsewhere waits for that holder to lapse before it gets a 503: a crashed
-replica's heartbeat outlives it by up to a lease (`SERVICE_LEASE_TTL`)."""
+"""Seconds a request for a session held elsewhere waits for that holder to release it or lapse before it gets a
+503: a crashed replica's heartbeat outlives it by up to a lease (the service passes `SERVICE_LEASE_TTL` + 1 s)."""
 
 
 class SessionManager(StreamableHTTPSessionManager):

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 ADOPT_POLL = 0.1
 """Seconds between two looks at a session's holder that seems alive (its heartbeat lapses within a lease)."""
+RELAY_BLOCK_MS = 1000
+"""How long a read of the inbox waits for an entry: short, since a request to release a session is waited for."""
 RELAY_BACKLOG = 100_000
 """Entries a replica's inbox keeps at most (approximately): a replica that is gone does not grow it forever."""
 
@@ -151,7 +153,7 @@ class RedisRelay:
         renewed = time.monotonic()
         while True:
             try:
-                found: Any = await writer.redis.xread({inbox: last}, block=5000)
+                found: Any = await writer.redis.xread({inbox: last}, block=RELAY_BLOCK_MS)
             except (RedisError, OSError) as exc:
                 logger.warning("Redis store: relay inbox unreadable (%s); retrying", exc)
                 await anyio.sleep(1)
