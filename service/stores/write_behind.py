@@ -69,7 +69,7 @@ class Signal:
 class WriteBehind(Generic[B]):
     """One store's queue of writes, the batch on its way, and the failure that stops new writes."""
 
-    __slots__ = ("_lock", "_new", "failure", "queued", "wake", "writing")
+    __slots__ = ("_done", "_lock", "_new", "_taken", "_written", "failure", "queued", "wake", "writing")
 
     def __init__(self, new: Callable[[], B]) -> None:
         self._new = new
@@ -82,6 +82,11 @@ class WriteBehind(Generic[B]):
         self.wake = Signal()
         """Set by `queue` and by a failure, for a flusher that sleeps until there is something to write."""
         self._lock = anyio.Lock()
+        self._taken = 0
+        """Batches taken for writing so far, numbered in order: one goes at a time."""
+        self._written = 0
+        """The number of the last batch that went through: every one before it did too, or went again in it."""
+        self._done: anyio.Event | None = None
 
     def queue(self) -> B:
         """The queue, to add a write to; raises the latched failure instead."""
@@ -89,6 +94,22 @@ class WriteBehind(Generic[B]):
             raise self.failure
         self.wake.set()
         return self.queued
+
+    @property
+    def busy(self) -> bool:
+        """Whether a batch is on its way."""
+        return self._lock.locked()
+
+    async def written(self) -> None:
+        """Return once what was queued before the call is written, by the batches that go anyway (no write of its
+        own: many waiters, one batch); raise the failure if a batch fails meanwhile."""
+        target = self._taken + 1 if self.queued else self._taken
+        while self._written < target:
+            self.raise_failure()
+            self.wake.set()
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
 
     def raise_failure(self) -> None:
         if self.failure is not None:
@@ -110,6 +131,8 @@ class WriteBehind(Generic[B]):
                 return idle
             batch, self.queued = self.queued, self._new()
             self.writing = batch
+            self._taken += 1
+            number = self._taken
             try:
                 answer, refused = await send(batch)
             except StoreError as exc:
@@ -120,8 +143,12 @@ class WriteBehind(Generic[B]):
                 raise
             finally:
                 self.writing = self._new()
+                if self._done is not None:  # `written` waiters look again: done, or failed
+                    self._done.set()
+                    self._done = None
             if refused is None:
                 self.failure = None
+                self._written = number
             else:
                 self._failed(batch, refused)
             return answer

@@ -187,9 +187,7 @@ class RedisStorage:
         ]
 
     async def stored(self) -> None:
-        # Redis already failed: the flusher retries on its own; a writer does not wait for each of its tries.
-        self._writes.raise_failure()
-        await self.flush()  # a batch already on its way goes first; a flush that finds nothing queued returns
+        await self._writer.stored()
 
     async def seal(self, partition: str) -> None:
         """Mark the end of a job's log, for followers on other replicas (with its final record, if queued)."""

@@ -170,6 +170,19 @@ class Writer:
         except TimeoutError as exc:
             raise StoreError(f"Redis did not answer within {ANSWER_TIMEOUT:g} s") from exc
 
+    async def stored(self) -> None:
+        """Wait, a second at most, until what was queued is written: now, if no batch is on its way (one round
+        trip); else by the batches that go anyway (under load, many waiters share one)."""
+        self.writes.raise_failure()  # Redis already failed: the flusher retries on its own, a writer does not
+        try:
+            with anyio.fail_after(ANSWER_TIMEOUT):
+                if self.writes.busy:
+                    await self.writes.written()
+                else:
+                    await self.retry()
+        except TimeoutError as exc:
+            raise StoreError(f"Redis did not answer within {ANSWER_TIMEOUT:g} s") from exc
+
     async def retry(self) -> None:
         """Send everything queued so far, a batch that failed included; raise `StoreError` if it fails again."""
         await self.write()
