@@ -153,7 +153,7 @@ class SessionManager(StreamableHTTPSessionManager):
             idle_timeout=self.session_idle_timeout,
             ping_interval=self._ping_interval,
             on_replay=self._on_replay,
-            follow=self._relay.wait_for_session_events,
+            follow=self._relay.wait_for_session_events if self._relay.shared else None,
         )
         transport.adopted = adopted
         return transport

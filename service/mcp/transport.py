@@ -103,7 +103,8 @@ class ResumableTransport(StreamableHTTPServerTransport):
         self._on_replay = on_replay
         """Called with the number of stored events each resumption sent again (for the metrics)."""
         self._follow = follow
-        """Waits for the session's log to grow (`wait_for_session_events`), where other processes may write it."""
+        """Waits for the session's log to grow (`wait_for_session_events`), where other processes may write it and
+        serve it next; None where this process alone ever will (then nothing waits for the store before a send)."""
         self.adopted = False
         """Set for a session adopted from another replica: the streams of requests it did not serve are followed
         in the log (`_posted` lists the ones it did)."""
@@ -232,12 +233,14 @@ class ResumableTransport(StreamableHTTPServerTransport):
                         continue  # already replayed from the store
                     frames.append(sse.frame(json_of(event), event_id=event.event_id))
                     if until_response and isinstance(event.message, FINAL):
-                        await self._session_store.stored()
+                        if self._follow is not None:
+                            await self._session_store.stored()
                         await sse.write(send, b"".join(frames), more=False)
                         return
                 if frames:
                     # Sent once stored: a client resumes after what it saw wherever the session goes next.
-                    await self._session_store.stored()
+                    if self._follow is not None:
+                        await self._session_store.stored()
                     await sse.write(send, b"".join(frames))
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             pass

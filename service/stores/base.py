@@ -303,6 +303,9 @@ class SessionBusy(Exception):
 class SessionRelay(Protocol):
     """Which replica holds each live MCP session, and a way to deliver a job's notifications to it."""
 
+    shared: bool
+    """Whether other processes may serve this one's sessions next (replicas of one store), or none ever will."""
+
     def register_session(self, session_id: str, owner: str | None) -> None:
         """Record that this replica holds the session (queued: the SDK admits sessions synchronously)."""
         ...

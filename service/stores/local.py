@@ -72,6 +72,8 @@ class LocalBoard:
 
 
 class LocalRelay:
+    shared = False
+
     def register_session(self, session_id: str, owner: str | None) -> None:
         return None
 

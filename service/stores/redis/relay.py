@@ -41,6 +41,8 @@ RELAY_BACKLOG = 100_000
 class RedisRelay:
     """This replica's sessions, as the others see them, and its inbox."""
 
+    shared = True
+
     def __init__(self, writer: Writer, board: RedisBoard, *, replica: str, sessions: set[str]) -> None:
         self.replica = replica
         self._writer = writer

@@ -61,6 +61,7 @@ class RedisStorage:
     """
 
     leased = True
+    shared = True
 
     def __init__(
         self,
