@@ -37,6 +37,8 @@ class RawSession:
         self.headers = open_raw_session(service)
         self.timeout = httpx.Timeout(10, read=lease * 4)  # a survivor holds a resumption until it adopts the session
         self.last_event_id = ""
+        self.retries: list[int] = []
+        """Every `retry:` hint the server sent, in order: the last one says when to resume."""
         self.refused = 0
         self.errors: list[str] = []
 
@@ -47,7 +49,7 @@ class RawSession:
 
     def read(self, response: httpx.Response, on_log: Callable[[Any], None], deadline: float) -> dict[str, Any] | None:
         """The call's response, if it came before the stream ended."""
-        for event in parse_sse(until(response.iter_lines(), deadline)):
+        for event in parse_sse(until(response.iter_lines(), deadline), self.retries):
             if event.id:
                 self.last_event_id = event.id
             if not event.data:
@@ -76,10 +78,11 @@ class RawSession:
         except TimeoutError as exc:
             self.errors.append(f"call {request_id}: {exc}")
             return None
-        for _ in range(RESUME_ATTEMPTS):
-            if time.monotonic() + RESUME_EVERY > deadline:
+        for attempt in range(RESUME_ATTEMPTS):
+            wait = self.retries[-1] / 1000 if attempt == 0 and self.retries else RESUME_EVERY
+            if time.monotonic() + wait > deadline:
                 break
-            time.sleep(RESUME_EVERY)
+            time.sleep(wait)
             headers = {**self.headers, "last-event-id": self.last_event_id}
             try:
                 with httpx.stream("GET", self.url, headers=headers, timeout=self.timeout) as response:

@@ -20,8 +20,8 @@ class SseEvent:
         return json.loads(self.data)
 
 
-def parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:
-    """Minimal SSE parser: yields each dispatched event (comments and retry fields ignored)."""
+def parse_sse(lines: Iterator[str], retries: list[int] | None = None) -> Iterator[SseEvent]:
+    """Minimal SSE parser: yields each dispatched event (comments ignored; `retries` gets each retry field's value)."""
     event_id: str | None = None
     event, data = "message", list[str]()
     for line in lines:
@@ -40,3 +40,5 @@ def parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:
                 event = value
             elif name == "data":
                 data.append(value)
+            elif name == "retry" and value.isdigit() and retries is not None:
+                retries.append(int(value))

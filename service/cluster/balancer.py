@@ -147,7 +147,9 @@ def nginx_config(listen_port: int, replicas: Sequence[Replica], workdir: Path | 
         lines += [
             "    upstream by_session {",
             "        hash $http_mcp_session_id consistent;",
-            *(f"        server {replica.address} max_fails=1 fail_timeout=2s;" for replica in replicas),
+            # Never marked down: here a 503 says "not now" for one session (stopping, or its holder releasing it),
+            # and with every survivor marked down for it, nginx would answer the others' requests 502.
+            *(f"        server {replica.address} max_fails=0;" for replica in replicas),
             "        keepalive 16;",
             "    }",
         ]

@@ -237,10 +237,14 @@ class SessionManager(StreamableHTTPSessionManager):
     @override
     async def _handle_stateful_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         session_id = Headers(scope=scope).get(MCP_SESSION_ID_HEADER)
-        if session_id is not None and session_id not in self._server_instances:
-            if self._releasing:  # a balancer tries another replica on a 503 (nginx: `proxy_next_upstream`)
-                await _unavailable("this replica is stopping; another one holds the session")(scope, receive, send)
-                return
+        held = session_id in self._server_instances
+        # Stopping, this process takes no session up, nor a stream of one it let go (a resumption that came before
+        # the server closed its listener): a balancer tries another replica on a 503 (nginx: `proxy_next_upstream`),
+        # a client resumes after `Retry-After`. A call that comes then is still taken, and handed over (`JobEngine`).
+        if session_id is not None and self._releasing and (not held or scope["method"] == "GET"):
+            await _unavailable("this replica is stopping; another one holds the session")(scope, receive, send)
+            return
+        if session_id is not None and not held:
             try:
                 await self._adopt(session_id, scope)
             except (SessionBusy, StoreError) as exc:

@@ -70,7 +70,7 @@ from service import sse
 from service.mcp.event_store import SessionEventStore, json_of
 from service.stores.base import StoredEvent, StoreError
 
-__all__ = ["TAKE_OVER_TIMEOUT", "Follow", "ResumableTransport"]
+__all__ = ["RESUME_ELSEWHERE_MS", "TAKE_OVER_TIMEOUT", "Follow", "ResumableTransport"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,12 @@ Follow = Callable[[str, int, float], Awaitable[int]]
 """Waits until a partition holds events after an id, or some seconds pass; returns the newest id it saw."""
 FINAL = (JSONRPCResponse, JSONRPCError)
 """The messages that end a request's stream."""
+RESUME_ELSEWHERE_MS = 250
+"""The `retry:` hint that ends a stream this process lets go of where the store is shared (a drain, a call handed
+over, a session another replica asked for): its client resumes soon, where the session goes on, instead of after the
+SDK client's default second. Not at once: a stopping server accepts connections until its loop's next tick (uvicorn's
+is 0.1 s), and the SDK's client gives up after two refused resumptions; a replica that cannot adopt the session yet
+holds the resumption until it can."""
 
 
 class ResumableTransport(StreamableHTTPServerTransport):
@@ -245,7 +251,12 @@ class ResumableTransport(StreamableHTTPServerTransport):
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             pass
         logger.debug("stream closed")
-        await sse.write(send, b"", more=False)
+        await sse.write(send, self._closing_frame(), more=False)
+
+    def _closing_frame(self) -> bytes:
+        """What ends a stream closed before its response: where the session may go on in another process, the hint
+        to resume at once (`RESUME_ELSEWHERE_MS`); else nothing, and the client keeps the priming event's hint."""
+        return b"" if self._follow is None else sse.frame("", event=None, retry=RESUME_ELSEWHERE_MS)
 
     # GET: the standalone stream, or a resumed one.
 
@@ -324,7 +335,7 @@ class ResumableTransport(StreamableHTTPServerTransport):
             elif anyio.current_time() - idle_since >= self._ping_interval:
                 await sse.write(send, sse.PING)
                 idle_since = anyio.current_time()
-        await sse.write(send, b"", more=False)
+        await sse.write(send, self._closing_frame(), more=False)
 
     async def _replay(self, stream_id: StreamId, send: Send, *, after: int) -> tuple[int, bool]:
         """Send the stream's stored events after `after`, in one write.

@@ -23,6 +23,7 @@ import pytest
 from harness.clients import Received, mcp_client
 from harness.cluster import ClusterProcess
 from harness.raw_session import RawSession
+from service.mcp.transport import RESUME_ELSEWHERE_MS
 from service.tools.notification_stream import TOOL_NAME
 from tests.cluster.conftest import LEASE
 
@@ -79,6 +80,27 @@ def test_a_raw_client_whose_replica_is_killed_mid_call_resumes_and_misses_nothin
     assert again["result"]["structuredContent"]["status"] == "completed"
     assert logs == expected("raw", 5)
     cluster.wait_for_restart(replica, killed[0])
+
+
+def test_a_raw_client_whose_replica_drains_is_told_to_resume_at_once(cluster: ClusterProcess) -> None:
+    """SIGTERM ends the call's stream with a `retry:` hint short of the SDK client's default second, and the
+    client, resuming after it, gets the rest from the replica that took the job over."""
+    session = RawSession(cluster, LEASE)
+    replica = session.replica
+    stopped: list[int] = []
+
+    def fault(received: int) -> None:
+        if received == 50:
+            stopped.append(cluster.pids[replica])
+            os.kill(stopped[0], signal.SIGTERM)
+
+    logs, answer = raw_call(session, 1, 150, "raw-drained", fault)
+    assert stopped, "the call ended before the fault"
+    assert session.retries == [RESUME_ELSEWHERE_MS], session.retries  # the priming event has none here
+    assert session.refused == 0, session.errors
+    assert logs == expected("raw-drained", 150)
+    assert answer["result"]["structuredContent"]["status"] == "completed"
+    cluster.wait_for_restart(replica, stopped[0])
 
 
 async def test_the_python_sdk_client_resumes_by_itself_when_its_replica_is_killed(cluster: ClusterProcess) -> None:
