@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("service.mcp",),
     ("service.jobs",),
     ("service.auth", "service.errors", "service.middleware", "service.routing"),
-    ("service.tools",),
+    ("service.tools", "service.tasks"),
     ("service.api", "service.dashboard"),
     ("service.lifecycle", "service.notification_service", "service.app"),
     ("service", "service.cli", "service.__main__", "service.cluster"),

@@ -150,6 +150,8 @@ class NotificationService:
             extra_tools=extra_tools,
             middleware=[McpMetricsMiddleware(self.metrics)] if settings.metrics else [],
             traced=traced,
+            task_min_seconds=settings.task_min_seconds,
+            task_ttl_ms=round(settings.job_retention * 1000),  # a task is kept as long as its job
         )
         return SessionManager(
             server,

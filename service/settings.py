@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     sse_retry_ms: Annotated[int, Field(ge=0)] | None = None
     sse_ping_interval: Annotated[float, Field(gt=0)] = 15.0
     mcp_fast_transport: bool = True
+    task_min_seconds: Annotated[float, Field(ge=0)] = 1.0
 
     # Storage
     store: StoreBackend = StoreBackend.SQLITE

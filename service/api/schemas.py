@@ -34,6 +34,14 @@ class JobCreate(JobSpec):
     ] = None
 
 
+class JobTask(BaseModel):
+    """The MCP task a job is, as its client's protocol made it."""
+
+    era: str = Field(description="The protocol version of the request that made it: 2026-07-28 or 2025-11-25.")
+    tool: str
+    ttl_ms: int | None = Field(description="How long the task is kept from its creation, once it has ended.")
+
+
 class Job(BaseModel):
     """A job as clients see it: its record, less the service's own bookkeeping (which process runs it)."""
 
@@ -48,6 +56,7 @@ class Job(BaseModel):
     owner: str | None
     replica: str | None = Field(description="The replica that runs it now, or ran it last.")
     takeovers: int = Field(description="How many times a replica took it over from one that had died, and went on.")
+    task: JobTask | None = Field(None, description="The MCP task this job is (its id is the task's), if it is one.")
     error: str | None
     created_at: datetime
     started_at: datetime | None

@@ -205,6 +205,21 @@ class McpCall(BaseModel):
     """Whether the call's notifications include log messages (the session's log level lets them through)."""
 
 
+class McpTask(BaseModel):
+    """The MCP task a job is (`service.tasks`): its id is the job's, and what it answers is the job's end."""
+
+    model_config = ConfigDict(frozen=True)
+
+    era: str
+    """The protocol version of the request that made it (2026-07-28 or 2025-11-25): the shapes its client reads."""
+    tool: str
+    """The tool called: it turns the job's end into the call's result."""
+    ttl_ms: int | None
+    """How long the task is kept from its creation, once it has ended (`ttlMs`; None: as long as the job)."""
+    poll_ms: int
+    """How often its client is asked to look (`pollIntervalMs`)."""
+
+
 class JobRecord(BaseModel):
     """One run of the notification stream, started over MCP or REST: what the stores keep, what the engine updates."""
 
@@ -227,6 +242,8 @@ class JobRecord(BaseModel):
     """How many times another engine took the job over from one that had died, and went on with it."""
     call: McpCall | None = None
     """The MCP call a job answers on a resumable (2025-11-25) session: it can move like a REST job."""
+    task: McpTask | None = None
+    """The MCP task the job is: it can move like a REST job too (its client polls for its end, from anywhere)."""
     error: str | None = None
     created_at: datetime
     started_at: datetime | None = None
@@ -243,6 +260,7 @@ class JobRecord(BaseModel):
         runner: str,
         replica: str | None = None,
         call: McpCall | None = None,
+        task: McpTask | None = None,
     ) -> JobRecord:
         return cls(
             id=job_id,
@@ -256,16 +274,18 @@ class JobRecord(BaseModel):
             runner=runner,
             replica=replica,
             call=call,
+            task=task,
             created_at=utcnow(),
         )
 
     @property
     def movable(self) -> bool:
         """Whether another engine can go on with the job where this one stopped: a REST job, whose followers read
-        its log wherever it is written, or a resumable MCP call, whose client resumes its stream from the session's
-        log. A 2026-07-28 call cannot: its stream ends with its replica, and so does the call. (The Redis store's
-        `CLAIM` script applies the same rule.)"""
-        return self.origin is JobOrigin.REST or self.call is not None
+        its log wherever it is written, a resumable MCP call, whose client resumes its stream from the session's
+        log, or a task, whose client asks any replica for it. A 2026-07-28 call that is not a task cannot: its
+        stream ends with its replica, and so does the call. (The Redis store's `CLAIM` script applies the same
+        rule.)"""
+        return self.origin is JobOrigin.REST or self.call is not None or self.task is not None
 
     def summary(self) -> str:
         """One sentence for a person (and for the MCP tool result)."""

@@ -24,7 +24,17 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, McpCall, new_job_id, new_runner_id, utcnow
+from service.domain.jobs import (
+    JobOrigin,
+    JobRecord,
+    JobSpec,
+    JobStatus,
+    McpCall,
+    McpTask,
+    new_job_id,
+    new_runner_id,
+    utcnow,
+)
 from service.domain.notifications import CallSink, Notification, Sink
 from service.stores.base import (
     LOG_STREAM,
@@ -249,12 +259,16 @@ class JobEngine:
         session_id: str | None = None,
         owner: str | None = None,
         sinks: Sequence[Sink] = (),
+        task: McpTask | None = None,
     ) -> JobRecord:
-        """Check the load limits, record the job and start it in the engine's task group; return its first snapshot."""
+        """Check the load limits, record the job and start it in the engine's task group; return its first snapshot.
+
+        On a shared store it is recorded there before this returns: its id may go to a client that asks another
+        replica next (a REST job's, an MCP task's)."""
         task_group = self._task_group
         if task_group is None:
             raise RuntimeError("the job engine is not running")
-        job = JobRecord.new(new_job_id(), spec, origin, session_id, owner, self.runner_id, self.replica)
+        job = JobRecord.new(new_job_id(), spec, origin, session_id, owner, self.runner_id, self.replica, task=task)
         await self._admit(job, announce=True)  # its id goes to a client that may ask another replica next
         await self._storage.save_job(job)
         live = self._live[job.id] = _LiveJob(job, list(sinks))

@@ -14,9 +14,26 @@ from mcp.server.context import ServerRequestContext
 from mcp_types import CallToolResult, TextContent, Tool
 from pydantic import ValidationError
 
-__all__ = ["McpTool", "ToolHandler", "describe_validation_error", "error_result"]
+from service.domain.jobs import JobRecord, McpTask
+
+__all__ = ["McpTool", "TaskSupport", "ToolHandler", "describe_validation_error", "error_result"]
 
 ToolHandler = Callable[[ServerRequestContext[Any], dict[str, Any]], Awaitable[CallToolResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSupport:
+    """How a tool runs as an MCP task (`service.tasks`): as a job, whose end is the call's result."""
+
+    expected_seconds: Callable[[dict[str, Any]], float]
+    """How long a call with these arguments should run (a 2026 call becomes a task from `SERVICE_TASK_MIN_SECONDS`);
+    raises `ValidationError` for arguments the tool refuses (the call then runs inline, and says what is wrong)."""
+    start: Callable[[ServerRequestContext[Any], dict[str, Any], McpTask], Awaitable[JobRecord]]
+    """Start the call's job as `task` (`JobEngine.start`): recorded before it returns, so any replica finds it."""
+    result: Callable[[JobRecord], CallToolResult]
+    """The call's result, from its job's record once it has ended (on whichever replica asks)."""
+    required: bool = False
+    """Whether the tool runs only as a task: a call without the extension (2026) or `params.task` (2025) is refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +42,8 @@ class McpTool:
 
     definition: Tool
     handler: ToolHandler
+    tasks: TaskSupport | None = None
+    """How it runs as a task; None: always inline."""
 
 
 def error_result(message: str) -> CallToolResult:

@@ -9,16 +9,16 @@ from mcp.server.connection import allowed_log_levels
 from mcp.server.context import ServerRequestContext
 from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
-from mcp_types import CallToolResult, TextContent, Tool
+from mcp_types import CallToolResult, TextContent, Tool, ToolExecution
 from pydantic import ValidationError
 
 from service.auth import principal_of
-from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, McpCall
+from service.domain.jobs import JobOrigin, JobRecord, JobSpec, JobStatus, McpCall, McpTask
 from service.domain.notifications import Sink
 from service.jobs.engine import JobEngine, TooManyJobs
 from service.mcp.fast_transport import RequestStream
 from service.stores.base import StoreError
-from service.tools.base import McpTool, describe_validation_error, error_result
+from service.tools.base import McpTool, TaskSupport, describe_validation_error, error_result
 from service.tools.sinks import RequestStreamSink, SerializedRequestStreamSink
 
 __all__ = ["TOOL_NAME", "call_of", "notification_tool", "request_stream_sink"]
@@ -63,10 +63,25 @@ def notification_tool(engine: JobEngine, spec: type[JobSpec]) -> McpTool:
     async def handler(ctx: ServerRequestContext[Any], arguments: dict[str, Any]) -> CallToolResult:
         return await start_notification_stream(engine, spec, ctx, arguments)
 
+    def expected_seconds(arguments: dict[str, Any]) -> float:
+        checked = spec.model_validate(arguments)
+        return checked.count * checked.interval
+
+    async def start(ctx: ServerRequestContext[Any], arguments: dict[str, Any], task: McpTask) -> JobRecord:
+        # Its notifications go to its job's log alone (`/jobs/{id}/events`): the protocol sends none for a task.
+        owner = principal_of(ctx.request) if ctx.request is not None else None
+        return await engine.start(spec.model_validate(arguments), origin=JobOrigin.MCP, owner=owner, task=task)
+
     schema = spec.model_json_schema()
     schema.pop("title", None)  # the model's name, not the tool's
-    definition = Tool(name=TOOL_NAME, description=TOOL_DESCRIPTION, input_schema=schema, output_schema=OUTPUT_SCHEMA)
-    return McpTool(definition, handler)
+    definition = Tool(
+        name=TOOL_NAME,
+        description=TOOL_DESCRIPTION,
+        input_schema=schema,
+        output_schema=OUTPUT_SCHEMA,
+        execution=ToolExecution(task_support="optional"),  # listed to 2025-11-25 clients (2026 has no such field)
+    )
+    return McpTool(definition, handler, TaskSupport(expected_seconds, start, job_result))
 
 
 def request_stream_sink(ctx: ServerRequestContext[Any], call: McpCall) -> Sink:

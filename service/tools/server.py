@@ -21,6 +21,8 @@ from mcp_types import (
 
 from service.domain.jobs import JobSpec
 from service.jobs.engine import JobEngine
+from service.tasks.creation import TaskCreation
+from service.tasks.handlers import install_task_methods
 from service.tools.base import McpTool, error_result
 from service.tools.notification_stream import notification_tool
 
@@ -39,6 +41,8 @@ def build_server(
     extra_tools: Sequence[McpTool] = (),
     middleware: Sequence[ServerMiddleware[Any]] = (),
     traced: bool = True,
+    task_min_seconds: float = 1.0,
+    task_ttl_ms: int | None = None,
 ) -> Server[Any]:
     """The low-level MCP server. `extra_tools` lets an embedding app (or a test set-up) add its own;
     `middleware` wraps every inbound message, inside the SDK's own (its OpenTelemetry spans), which
@@ -83,4 +87,7 @@ def build_server(
     if not traced:
         server.middleware.clear()  # the SDK's documented opt-out of its OpenTelemetryMiddleware
     server.middleware.extend(middleware)
+    # Tasks (both eras): a long call of a tool that can be one answers with a task; the task methods read its job.
+    server.middleware.append(TaskCreation(tools, min_seconds=task_min_seconds, ttl_ms=task_ttl_ms))
+    install_task_methods(server, engine, tools)
     return server
