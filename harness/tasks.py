@@ -12,7 +12,7 @@ import httpx
 from harness.clients import MCP_HEADERS
 from harness.service import Endpoint
 from harness.sse import parse_sse
-from service.tasks.wire import EXTENSION, MODERN
+from service.tasks import EXTENSION, MODERN
 
 __all__ = ["Answer", "modern", "rpc", "wait_for_status"]
 

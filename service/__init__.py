@@ -9,7 +9,8 @@
 Each name is imported when it is first used, so `import service` costs almost nothing, and
 the app loads only what it uses (a Redis client only with the Redis store, OpenTelemetry's
 SDK only with tracing configured). Everything outside `__all__` is private, apart from the
-resumable MCP core, `service.mcp`, which a host with a `Server` of its own can take alone.
+resumable MCP core, `service.mcp`, which a host with a `Server` of its own can take alone, and
+`service.tasks.client`, which lets the Python SDK's `Client` drive 2026-07-28 tasks.
 """
 
 from __future__ import annotations

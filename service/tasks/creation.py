@@ -30,8 +30,9 @@ from pydantic import ValidationError
 from service.domain.jobs import McpTask
 from service.jobs.engine import TooManyJobs
 from service.stores.base import StoreError
+from service.tasks import LEGACY, MODERN
 from service.tasks.handlers import declared, missing_extension
-from service.tasks.wire import LEGACY, MODERN, legacy_task, modern_created
+from service.tasks.wire import legacy_task, modern_created
 from service.tools.base import McpTool, error_result
 
 __all__ = ["LEGACY_CAPABILITY", "POLL_INTERVAL_MS", "TaskCreation"]

@@ -31,7 +31,8 @@ from pydantic import Field
 from service.auth import principal_of
 from service.domain.jobs import JobRecord, McpTask, utcnow
 from service.jobs.engine import JobEngine
-from service.tasks.wire import EXTENSION, LEGACY, MODERN, RELATED_TASK, dump, legacy_task, modern_detailed
+from service.tasks import EXTENSION, LEGACY, MODERN, RELATED_TASK
+from service.tasks.wire import dump, legacy_task, modern_detailed
 from service.tools.base import McpTool
 
 __all__ = ["RESULT_POLL", "declared", "install_task_methods", "missing_extension"]

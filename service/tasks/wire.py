@@ -10,29 +10,20 @@ task with the `isError` result, 2025 marks it `failed`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from mcp_types import CallToolResult
 
 from service.domain.jobs import JobRecord, JobStatus, McpTask
+from service.tasks import LEGACY, MODERN
 
 __all__ = [
-    "EXTENSION",
-    "LEGACY",
-    "MODERN",
-    "RELATED_TASK",
     "dump",
     "legacy_task",
     "modern_created",
     "modern_detailed",
     "status_of",
 ]
-
-EXTENSION: Final = "io.modelcontextprotocol/tasks"
-MODERN: Final = "2026-07-28"
-LEGACY: Final = "2025-11-25"
-RELATED_TASK: Final = "io.modelcontextprotocol/related-task"
-"""The `_meta` key that ties a 2025 `tasks/result` answer to its task."""
 
 
 def status_of(job: JobRecord, era: str) -> str:

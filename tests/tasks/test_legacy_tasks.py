@@ -13,7 +13,7 @@ from harness.clients import INITIALIZE, MCP_HEADERS, open_raw_session
 from harness.service import ServiceProcess, running_service
 from harness.sse import parse_sse
 from harness.tasks import rpc
-from service.tasks.wire import RELATED_TASK
+from service.tasks import RELATED_TASK
 from service.tools.notification_stream import TOOL_NAME
 
 ALICE, BOB = "alice-legacy-token", "bob-legacy-token"

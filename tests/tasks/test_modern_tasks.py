@@ -14,7 +14,7 @@ import pytest
 from harness.service import ServiceProcess, running_service
 from harness.sse import parse_sse
 from harness.tasks import modern, wait_for_status
-from service.tasks.wire import EXTENSION
+from service.tasks import EXTENSION
 from service.tools.notification_stream import TOOL_NAME
 
 ALICE, BOB = "alice-task-token", "bob-task-token"
