@@ -218,6 +218,9 @@ class McpTask(BaseModel):
     """How long the task is kept from its creation, once it has ended (`ttlMs`; None: as long as the job)."""
     poll_ms: int
     """How often its client is asked to look (`pollIntervalMs`)."""
+    resumable: bool = True
+    """Whether another engine can go on with it when its own dies: this service's tool can, from the next
+    notification; a host's tool cannot (its coroutine died with its process), and ends `interrupted`."""
 
 
 class JobRecord(BaseModel):
@@ -244,6 +247,10 @@ class JobRecord(BaseModel):
     """The MCP call a job answers on a resumable (2025-11-25) session: it can move like a REST job."""
     task: McpTask | None = None
     """The MCP task the job is: it can move like a REST job too (its client polls for its end, from anywhere)."""
+    outcome: dict[str, Any] | None = None
+    """What a tool run as a task answered, for its client to fetch from any replica: `{"result": ...}` (its
+    `CallToolResult`) or `{"error": ...}` (a JSON-RPC error). None for this service's tool, whose result is its
+    record."""
     error: str | None = None
     created_at: datetime
     started_at: datetime | None = None
@@ -285,7 +292,7 @@ class JobRecord(BaseModel):
         log, or a task, whose client asks any replica for it. A 2026-07-28 call that is not a task cannot: its
         stream ends with its replica, and so does the call. (The Redis store's `CLAIM` script applies the same
         rule.)"""
-        return self.origin is JobOrigin.REST or self.call is not None or self.task is not None
+        return self.origin is JobOrigin.REST or self.call is not None or (self.task is not None and self.task.resumable)
 
     def summary(self) -> str:
         """One sentence for a person (and for the MCP tool result)."""

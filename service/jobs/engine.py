@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -53,7 +53,7 @@ from service.telemetry.metrics import Metrics
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer  # the API, with the MCP SDK; spans only when tracing is configured
 
-__all__ = ["LOG_STREAM", "JobEngine", "JobLimits", "TooManyJobs"]
+__all__ = ["LOG_STREAM", "Body", "JobEngine", "JobLimits", "TooManyJobs"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ STALL = 1.0
 STORE_OUTAGE = 60.0
 """Seconds a running job waits for its store to come back (Redis failing over or restarting) before it fails."""
 STORE_RETRY = 0.5
+Body = Callable[[], Awaitable[dict[str, Any]]]
+"""A job's own work, instead of notifications: a tool run as a task (its answer becomes the job's `outcome`)."""
 BURST = 64
 """A job that is due (an `interval` of 0, or behind) sends up to this many notifications between two trips
 through the event loop: its stream's writer then sends them in one write, instead of one write (and one
@@ -100,6 +102,8 @@ class _LiveJob:
     """Stopped because another engine took it over meanwhile (`lose`): nothing more of it is written here."""
     call: CallSink | None = None
     """The stream of the MCP call the job answers, when this engine took the job over: it gets the result."""
+    body: Body | None = None
+    """The job's work, when it is a tool's own rather than notifications (`JobEngine.start`)."""
 
     def touch(self) -> None:
         """Wake whoever follows this job; the next follower arms a fresh event."""
@@ -260,18 +264,20 @@ class JobEngine:
         owner: str | None = None,
         sinks: Sequence[Sink] = (),
         task: McpTask | None = None,
+        body: Body | None = None,
     ) -> JobRecord:
         """Check the load limits, record the job and start it in the engine's task group; return its first snapshot.
 
         On a shared store it is recorded there before this returns: its id may go to a client that asks another
-        replica next (a REST job's, an MCP task's)."""
+        replica next (a REST job's, an MCP task's). `body`: the job's work, instead of sending notifications (a
+        tool run as a task); what it returns is the job's `outcome`."""
         task_group = self._task_group
         if task_group is None:
             raise RuntimeError("the job engine is not running")
         job = JobRecord.new(new_job_id(), spec, origin, session_id, owner, self.runner_id, self.replica, task=task)
         await self._admit(job, announce=True)  # its id goes to a client that may ask another replica next
         await self._storage.save_job(job)
-        live = self._live[job.id] = _LiveJob(job, list(sinks))
+        live = self._live[job.id] = _LiveJob(job, list(sinks), body=body)
         task_group.start_soon(self._run, live, name=f"job {job.id}")
         return job.model_copy()
 
@@ -424,35 +430,42 @@ class JobEngine:
             await self._storage.save_job(job)
             with live.cancel_scope:
                 live.touch()
-                start = saved = anyio.current_time()
-                for index in range(first, job.count + 1):
-                    # The first is due now; later ones wait for their time, or for every BURST-th turn. The
-                    # clock is read only where the job may wait (a read costs a microsecond: anyio looks up
-                    # its backend), and progress is saved after a wait.
-                    due = start + (index - first) * job.interval
-                    if index > first and (index % BURST == 0 or (job.interval and due > anyio.current_time())):
-                        await anyio.sleep_until(due)
-                        now = anyio.current_time()
-                        if now - due > STALL and not await self._board.holds(job.id):
-                            # This process stood still (a pause past its lease): another engine has the job now.
-                            logger.warning("job %s: taken over by another engine while this one stood still", job.id)
-                            self.lose(job.id)
-                            await anyio.lowlevel.checkpoint()
-                        if now - saved >= PROGRESS_INTERVAL:
-                            saved = now
-                            await self._written(partial(self._storage.save_job, job))
-                    notification = Notification(job.id, index, job.count, job.caller)
-                    data = notification.to_json()
-                    try:
-                        await self._storage.append(partition, LOG_STREAM, data)
-                    except StoreError as exc:
-                        await self._written(partial(self._storage.append, partition, LOG_STREAM, data), exc)
-                    job.sent = index
-                    sent.inc()
-                    await self._deliver(live, notification)
-                    live.touch()
+                if live.body is not None:  # a tool's own work, run as a task: its answer is the job's outcome
+                    job.outcome = await live.body()
+                else:
+                    start = saved = anyio.current_time()
+                    for index in range(first, job.count + 1):
+                        # The first is due now; later ones wait for their time, or for every BURST-th turn. The
+                        # clock is read only where the job may wait (a read costs a microsecond: anyio looks up
+                        # its backend), and progress is saved after a wait.
+                        due = start + (index - first) * job.interval
+                        if index > first and (index % BURST == 0 or (job.interval and due > anyio.current_time())):
+                            await anyio.sleep_until(due)
+                            now = anyio.current_time()
+                            if now - due > STALL and not await self._board.holds(job.id):
+                                # This process stood still (a pause past its lease): another engine has the job now.
+                                logger.warning(
+                                    "job %s: taken over by another engine while this one stood still", job.id
+                                )
+                                self.lose(job.id)
+                                await anyio.lowlevel.checkpoint()
+                            if now - saved >= PROGRESS_INTERVAL:
+                                saved = now
+                                await self._written(partial(self._storage.save_job, job))
+                        notification = Notification(job.id, index, job.count, job.caller)
+                        data = notification.to_json()
+                        try:
+                            await self._storage.append(partition, LOG_STREAM, data)
+                        except StoreError as exc:
+                            await self._written(partial(self._storage.append, partition, LOG_STREAM, data), exc)
+                        job.sent = index
+                        sent.inc()
+                        await self._deliver(live, notification)
+                        live.touch()
             if not live.cancel_scope.cancelled_caught:
                 job.status = JobStatus.COMPLETED
+                if job.outcome is not None and "error" in job.outcome:  # a JSON-RPC error, not a tool error
+                    job.status, job.error = JobStatus.FAILED, str(job.outcome["error"].get("message", ""))
             elif not (live.handed_over or live.lost):
                 job.status = live.cancel_status
         except Exception as exc:

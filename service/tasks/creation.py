@@ -109,7 +109,7 @@ class TaskCreation:
             return error_result(f"The job store is unavailable; try again shortly ({exc})")
         if era == MODERN:
             return modern_created(job, task)
-        return {"task": legacy_task(job, task)}
+        return {"task": legacy_task(job, task, None)}
 
 
 def _with_legacy_capability(result: Any) -> Any:

@@ -22,7 +22,9 @@ from mcp_types import (
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
+    CallToolResult,
     ClientCapabilities,
+    ErrorData,
     MissingRequiredClientCapabilityErrorData,
     RequestParams,
 )
@@ -32,7 +34,7 @@ from service.auth import principal_of
 from service.domain.jobs import JobRecord, McpTask, utcnow
 from service.jobs.engine import JobEngine
 from service.tasks import EXTENSION, LEGACY, MODERN, RELATED_TASK
-from service.tasks.wire import dump, legacy_task, modern_detailed
+from service.tasks.wire import dump, error_of, legacy_task, modern_detailed, status_of
 from service.tools.base import McpTool
 
 __all__ = ["RESULT_POLL", "declared", "install_task_methods", "missing_extension"]
@@ -94,9 +96,12 @@ def install_task_methods(server: Server[Any], engine: JobEngine, tools: dict[str
             raise MCPError(code=INVALID_PARAMS, message=f"Task not found: {params.task_id[:64]!r}")
         return job, job.task
 
-    def result_of(job: JobRecord, task: McpTask) -> Any:
+    def result_of(job: JobRecord, task: McpTask) -> CallToolResult | None:
+        """The tool's result, once the job has ended (None before, and if the tool is no longer served)."""
         tool = tools.get(task.tool)
-        return None if tool is None or tool.tasks is None else tool.tasks.result(job)
+        if not job.status.is_final or tool is None or tool.tasks is None:
+            return None
+        return tool.tasks.result(job)
 
     def only_in(era: str, ctx: ServerRequestContext[Any], method: str) -> None:
         if ctx.protocol_version != era:  # 2026 removed `tasks/result` and `tasks/list`, and made `tasks/update`
@@ -105,8 +110,8 @@ def install_task_methods(server: Server[Any], engine: JobEngine, tools: dict[str
     async def get(ctx: ServerRequestContext[Any], params: TaskParams) -> dict[str, Any]:
         job, task = await find(ctx, params)
         if ctx.protocol_version == MODERN:
-            return modern_detailed(job, task, result_of(job, task) if job.status.is_final else None)
-        return legacy_task(job, task)
+            return modern_detailed(job, task, result_of(job, task))
+        return legacy_task(job, task, result_of(job, task))
 
     async def update(ctx: ServerRequestContext[Any], params: UpdateParams) -> dict[str, Any]:
         only_in(MODERN, ctx, "tasks/update")
@@ -115,6 +120,7 @@ def install_task_methods(server: Server[Any], engine: JobEngine, tools: dict[str
 
     async def cancel(ctx: ServerRequestContext[Any], params: TaskParams) -> dict[str, Any]:
         job, task = await find(ctx, params)
+        result = result_of(job, task)
         if ctx.protocol_version == MODERN:
             if not job.status.is_final:
                 await engine.cancel(job.id)
@@ -122,9 +128,10 @@ def install_task_methods(server: Server[Any], engine: JobEngine, tools: dict[str
         if job.status.is_final:
             raise MCPError(
                 code=INVALID_PARAMS,
-                message=f"Cannot cancel task: already in terminal status {legacy_task(job, task)['status']!r}",
+                message=f"Cannot cancel task: already in terminal status {status_of(job, task, LEGACY, result)!r}",
             )
-        return legacy_task(await engine.cancel(job.id) or job, task)
+        job = await engine.cancel(job.id) or job
+        return legacy_task(job, task, result_of(job, task))
 
     async def result(ctx: ServerRequestContext[Any], params: TaskParams) -> dict[str, Any]:
         only_in(LEGACY, ctx, "tasks/result")
@@ -132,6 +139,8 @@ def install_task_methods(server: Server[Any], engine: JobEngine, tools: dict[str
         while not job.status.is_final:
             await anyio.sleep(RESULT_POLL)
             job = await engine.get(job.id) or job
+        if (error := error_of(job, task)) is not None:  # the call's own JSON-RPC error, as it would have been
+            raise MCPError.from_error_data(ErrorData.model_validate(error))
         answer = result_of(job, task)
         if answer is None:
             raise MCPError(code=INVALID_PARAMS, message=f"Task {job.id} has no result: its tool {task.tool!r} is gone")
@@ -145,7 +154,11 @@ def install_task_methods(server: Server[Any], engine: JobEngine, tools: dict[str
         offset = int(cursor)
         owner = principal_of(ctx.request) if ctx.request is not None else None
         jobs = await engine.list_jobs(owner=owner, limit=LIST_PAGE, offset=offset)
-        tasks = [legacy_task(job, job.task) for job in jobs if job.task is not None and not _expired(job, job.task)]
+        tasks = [
+            legacy_task(job, job.task, result_of(job, job.task))
+            for job in jobs
+            if job.task is not None and not _expired(job, job.task)
+        ]
         page: dict[str, Any] = {"tasks": tasks}
         if len(jobs) == LIST_PAGE:
             page["nextCursor"] = str(offset + LIST_PAGE)

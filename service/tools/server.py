@@ -23,6 +23,7 @@ from service.domain.jobs import JobSpec
 from service.jobs.engine import JobEngine
 from service.tasks.creation import TaskCreation
 from service.tasks.handlers import install_task_methods
+from service.tasks.host_tools import run_as_tasks
 from service.tools.base import McpTool, error_result
 from service.tools.notification_stream import notification_tool
 
@@ -47,7 +48,9 @@ def build_server(
     """The low-level MCP server. `extra_tools` lets an embedding app (or a test set-up) add its own;
     `middleware` wraps every inbound message, inside the SDK's own (its OpenTelemetry spans), which
     `traced=False` leaves out: untraced, its spans are no-ops that still take time (docs/performance.md)."""
-    tools = {tool.definition.name: tool for tool in (notification_tool(engine, spec), *extra_tools)}
+    # A host's tool that says it can be a task (`execution.taskSupport`) runs its handler as a task's job.
+    served = (notification_tool(engine, spec), *(run_as_tasks(engine, tool) for tool in extra_tools))
+    tools = {tool.definition.name: tool for tool in served}
     listing = ListToolsResult(tools=[tool.definition for tool in tools.values()])
 
     async def list_tools(ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None) -> ListToolsResult:

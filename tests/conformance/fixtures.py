@@ -4,8 +4,11 @@ They exist only for the conformance run (`tests/conformance/serve.py` adds them 
 `create_app(extra_tools=...)`): the product serves `start-notification-stream` alone. Each
 one does what its scenario in `@modelcontextprotocol/conformance` checks, and no more.
 `test_param_header` has no counterpart there: the SEP-2243 scenario just needs some tool
-with an `x-mcp-header` argument. Sampling and elicitation fixtures are left out on purpose:
-the service never asks its clients for either, so those scenarios are baselined instead.
+with an `x-mcp-header` argument. The tasks fixtures (`greet`, `slow_compute`, `failing_job`,
+`protocol_error_job`) say whether they can be tasks as a host's tools do (`execution.taskSupport`),
+and the service runs them as tasks' jobs. Sampling and elicitation fixtures, and the tasks that
+ask for input, are left out: the service does not ask its clients for input yet, so those
+scenarios are baselined instead.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import io
 import struct
 import wave
 import zlib
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    INTERNAL_ERROR,
     AudioContent,
     CallToolResult,
     EmbeddedResource,
@@ -27,6 +32,7 @@ from mcp_types import (
     TextContent,
     TextResourceContents,
     Tool,
+    ToolExecution,
 )
 
 from service import McpTool, ToolHandler
@@ -117,15 +123,55 @@ async def reconnection(ctx: ServerRequestContext[Any], arguments: dict[str, Any]
     )
 
 
-def tool(name: str, description: str, handler: ToolHandler, input_schema: dict[str, Any] | None = None) -> McpTool:
-    definition = Tool(name=name, description=description, input_schema=input_schema or NO_ARGUMENTS)
-    return McpTool(definition, handler)
+async def greet(ctx: ServerRequestContext[Any], arguments: dict[str, Any]) -> CallToolResult:
+    return CallToolResult(content=[text(f"Hello, {arguments.get('name', 'world')}!")])
+
+
+async def slow_compute(ctx: ServerRequestContext[Any], arguments: dict[str, Any]) -> CallToolResult:
+    seconds = float(arguments.get("seconds", 0))
+    await anyio.sleep(seconds)
+    return CallToolResult(content=[text(f"Computed {arguments.get('label', '')} in {seconds:g} s")])
+
+
+async def failing_job(ctx: ServerRequestContext[Any], arguments: dict[str, Any]) -> CallToolResult:
+    await anyio.sleep(1)
+    return CallToolResult(content=[text("The job failed, as it always does")], is_error=True)
+
+
+async def protocol_error_job(ctx: ServerRequestContext[Any], arguments: dict[str, Any]) -> CallToolResult:
+    await anyio.sleep(STEP_DELAY)
+    raise MCPError(code=INTERNAL_ERROR, message="The job hit a protocol error, as it always does")
+
+
+def tool(
+    name: str,
+    description: str,
+    handler: ToolHandler,
+    input_schema: dict[str, Any] | None = None,
+    *,
+    tasks: Literal["optional", "required"] | None = None,
+) -> McpTool:
+    """A fixture tool; `tasks`: whether it can (or must) run as a task (the service runs its handler as a job)."""
+    execution = None if tasks is None else ToolExecution(task_support=tasks)
+    schema = input_schema or NO_ARGUMENTS
+    return McpTool(Tool(name=name, description=description, input_schema=schema, execution=execution), handler)
 
 
 def fixture_tools() -> list[McpTool]:
     """Every fixture tool, in the order the suite's scenarios use them."""
     image = ImageContent(type="image", data=red_pixel_png(), mime_type="image/png")
     return [
+        # Tasks (the 2026-07-28 extension): `greet` never is one, `slow_compute` may be, the other two must be.
+        tool("greet", "Greets `name`", greet, {"type": "object", "properties": {"name": {"type": "string"}}}),
+        tool(
+            "slow_compute",
+            "Sleeps `seconds`, then answers",
+            slow_compute,
+            {"type": "object", "properties": {"seconds": {"type": "number"}, "label": {"type": "string"}}},
+            tasks="optional",
+        ),
+        tool("failing_job", "Ends with a tool error after a second", failing_job, tasks="required"),
+        tool("protocol_error_job", "Ends with a JSON-RPC error", protocol_error_job, tasks="required"),
         tool(
             "test_simple_text",
             "Returns a simple text response",

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import anyio
 from fastapi import APIRouter, FastAPI, HTTPException, Request
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR, CallToolResult, TextContent, Tool, ToolExecution
 
-from service import NotificationService, Settings
+from service import McpTool, NotificationService, Settings
 
 PREFIX = "/notify"
 API_KEYS = {"alice-key": "alice", "bob-key": "bob"}
@@ -26,7 +31,25 @@ async def who_is_calling(request: Request) -> str | None:
     return API_KEYS.get(key) if scheme.lower() == "bearer" else None
 
 
-notifications = NotificationService(Settings(), authenticate=who_is_calling)
+async def build_report(ctx: ServerRequestContext[Any], arguments: dict[str, Any]) -> CallToolResult:
+    """The host's own slow tool: it says it can run as a task, so a client that declares the extension gets one."""
+    await anyio.sleep(float(arguments.get("seconds", 1)))
+    if arguments.get("fail"):
+        raise MCPError(code=INTERNAL_ERROR, message="the report's data source is down")
+    return CallToolResult(content=[TextContent(type="text", text=f"Report {arguments.get('name', '?')} is ready")])
+
+
+REPORT_TOOL = McpTool(
+    Tool(
+        name="build-report",
+        description="Builds a report (slowly)",
+        input_schema={"type": "object", "properties": {"name": {"type": "string"}, "seconds": {"type": "number"}}},
+        execution=ToolExecution(task_support="optional"),
+    ),
+    build_report,
+)
+
+notifications = NotificationService(Settings(), authenticate=who_is_calling, extra_tools=[REPORT_TOOL])
 
 
 @asynccontextmanager

@@ -18,6 +18,7 @@ from harness.clients import Received, mcp_client, open_raw_session, stopped_duri
 from harness.host import CORE_APP, PREFIX, HostEndpoint, host_process, running_host_app
 from harness.service import Endpoint, ServiceProcess
 from harness.sse import parse_sse
+from harness.tasks import modern, rpc, wait_for_status
 from service.tools.notification_stream import TOOL_NAME
 
 ALICE = {"Authorization": "Bearer alice-key"}
@@ -186,3 +187,47 @@ async def test_sigterm_under_plain_uvicorn_ends_a_streaming_call_and_records_it(
         jobs = httpx.get(f"{restarted.base_url}{PREFIX}/jobs", headers=ALICE).json()["items"]
         (job,) = [job for job in jobs if job["caller"] == "long"]
         assert job["status"] == "interrupted"
+
+
+def test_the_hosts_own_tool_runs_as_a_task_in_both_eras(service: HostEndpoint) -> None:
+    """A host's tool that says `taskSupport: optional` is a task for a client that can take one: its handler runs
+    as the task's job, bound to the host's user; a JSON-RPC error it raises fails the task."""
+    report = {"name": "build-report", "arguments": {"name": "q3", "seconds": 0.3}}
+    _, created = modern(service, "tools/call", report, auth="alice-key")
+    task_id = created["result"]["taskId"]
+    _, done = wait_for_status(service, task_id, {"completed"}, auth="alice-key")
+    assert done["result"]["result"]["content"][0]["text"] == "Report q3 is ready"
+    _, hidden = modern(service, "tasks/get", {"taskId": task_id}, auth="bob-key")
+    assert hidden["error"]["code"] == -32602
+    failing = {"name": "build-report", "arguments": {"seconds": 0.1, "fail": True}}
+    _, created = modern(service, "tools/call", failing, auth="alice-key")
+    _, failed = wait_for_status(service, created["result"]["taskId"], {"failed"}, auth="alice-key")
+    assert failed["result"]["error"] == {"code": -32603, "message": "the report's data source is down"}
+    _, inline = modern(service, "tools/call", report, declared=False, auth="alice-key")
+    assert inline["result"]["content"][0]["text"] == "Report q3 is ready"
+    # 2025-11-25: the client asks, and waits with `tasks/result`.
+    session = open_raw_session(service, **ALICE)
+    _, listed = rpc(service, session, "tools/list", {})
+    assert {tool["name"]: tool.get("execution") for tool in listed["result"]["tools"]}["build-report"] == {
+        "taskSupport": "optional"
+    }
+    _, legacy = rpc(service, session, "tools/call", {**report, "task": {}})
+    _, result = rpc(service, session, "tasks/result", {"taskId": legacy["result"]["task"]["taskId"]})
+    assert result["result"]["content"][0]["text"] == "Report q3 is ready"
+    _, legacy = rpc(service, session, "tools/call", {**failing, "task": {}})
+    _, error = rpc(service, session, "tasks/result", {"taskId": legacy["result"]["task"]["taskId"]})
+    assert error["error"]["code"] == -32603
+
+
+def test_a_hosts_task_cut_by_sigterm_fails_rather_than_running_twice(tmp_path: Path) -> None:
+    """A host's tool cannot move (its coroutine dies with its process): SIGTERM records its task's job interrupted,
+    and the task, asked for after the restart, has failed with a JSON-RPC error that says why."""
+    with running_host_app(tmp_path) as process:
+        report = {"name": "build-report", "arguments": {"name": "cut", "seconds": 60}}
+        _, created = modern(HostEndpoint(process), "tools/call", report, auth="alice-key")
+        task_id = created["result"]["taskId"]
+    with running_host_app(tmp_path) as restarted:
+        _, failed = modern(HostEndpoint(restarted), "tasks/get", {"taskId": task_id}, auth="alice-key")
+    assert failed["result"]["status"] == "failed"
+    assert failed["result"]["error"]["code"] == -32603
+    assert "stopped" in failed["result"]["error"]["message"]

@@ -283,7 +283,7 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[3], '-', '+')) do
   top = entry[1]
 end
 job.sent = sent
-if job.origin == 'rest' or type(job.call) == 'table' or type(job.task) == 'table' then
+if job.origin == 'rest' or type(job.call) == 'table' or (type(job.task) == 'table' and job.task.resumable) then
   local epoch = tonumber(string.match(redis.call('GET', KEYS[4]) or '', ':(%d+)$')) or 1
   local token = ARGV[4] .. ':' .. (epoch + 1)
   redis.call('SET', KEYS[4], token)
