@@ -4,26 +4,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from harness.clients import INITIALIZE, MCP_HEADERS, open_raw_session
-from harness.service import ServiceProcess, running_service
+from harness.service import ServiceProcess
 from harness.sse import parse_sse
 from harness.tasks import rpc
 from service.tasks import RELATED_TASK
 from service.tools.notification_stream import TOOL_NAME
+from tests.tasks.conftest import ALICE, BOB
 
-ALICE, BOB = "alice-legacy-token", "bob-legacy-token"
 
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    env = {"SERVICE_AUTH_TOKENS": json.dumps({"alice": ALICE, "bob": BOB})}
-    with running_service(tmp_path_factory.mktemp("legacy-tasks"), **env) as running:
-        yield running
+@pytest.fixture
+def service(users_service: ServiceProcess) -> ServiceProcess:
+    return users_service
 
 
 def session(service: ServiceProcess, token: str = ALICE) -> dict[str, str]:

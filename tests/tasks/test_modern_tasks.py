@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,15 +15,12 @@ from harness.sse import parse_sse
 from harness.tasks import modern, wait_for_status
 from service.tasks import EXTENSION
 from service.tools.notification_stream import TOOL_NAME
+from tests.tasks.conftest import ALICE, BOB
 
-ALICE, BOB = "alice-task-token", "bob-task-token"
 
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    env = {"SERVICE_AUTH_TOKENS": json.dumps({"alice": ALICE, "bob": BOB})}
-    with running_service(tmp_path_factory.mktemp("tasks"), **env) as running:
-        yield running
+@pytest.fixture
+def service(users_service: ServiceProcess) -> ServiceProcess:
+    return users_service
 
 
 def call(service: ServiceProcess, count: int, interval: float, caller: str, **options: object) -> dict[str, object]:
