@@ -42,6 +42,8 @@ INITIALIZE: dict[str, Any] = {
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
 }
 NODE_DIR = REPO / "tests" / "node"
+SETTLE = 2.0
+"""Seconds `Received.settled` waits for notifications a call's response overtook."""
 
 
 @dataclass
@@ -60,6 +62,15 @@ class Received:
 
     async def on_progress(self, progress: float, total: float | None, message: str | None) -> None:
         self.progress.append(progress)
+
+    async def settled(self, count: int) -> list[Any]:
+        """The log messages, once `count` have come or `SETTLE` seconds have passed. The SDK's client hands each
+        notification to its callback in a task of its own, while a response resolves its call at once: a call can
+        return before the callbacks of its last notifications have run. A lost one still never comes."""
+        with anyio.move_on_after(SETTLE):
+            while len(self.logs) < count:
+                await anyio.sleep(0.01)
+        return self.logs
 
 
 @asynccontextmanager

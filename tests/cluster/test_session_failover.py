@@ -122,13 +122,13 @@ async def test_the_python_sdk_client_resumes_by_itself_when_its_replica_is_kille
         result = await client.call_tool(TOOL_NAME, {"interval": INTERVAL, "count": COUNT, "caller": "sdk"})
         assert killed, "the call ended before the fault"
         assert not result.is_error, result
-        assert received.logs == expected("sdk"), f"killed at {kill_at}"
+        assert await received.settled(COUNT) == expected("sdk"), f"killed at {kill_at}"
         assert result.structured_content is not None
         assert (result.structured_content["status"], result.structured_content["sent"]) == ("completed", COUNT)
         received.logs.clear()
         again = await client.call_tool(TOOL_NAME, {"interval": 0, "count": 5, "caller": "sdk"})
         assert not again.is_error, again
-        assert received.logs == expected("sdk", 5)
+        assert await received.settled(5) == expected("sdk", 5)
     cluster.wait_for_restart(replica, killed[0])
 
 
@@ -151,13 +151,13 @@ async def test_a_replica_stopped_with_sigterm_hands_its_calls_over_to_another(cl
         result = await client.call_tool(TOOL_NAME, {"interval": INTERVAL, "count": 150, "caller": "drained"})
         assert stopped, "the call ended before the fault"
         assert not result.is_error, result
-        assert received.logs == expected("drained", 150)
+        assert await received.settled(150) == expected("drained", 150)
         assert result.structured_content is not None
         assert (result.structured_content["status"], result.structured_content["sent"]) == ("completed", 150)
         received.logs.clear()
         again = await client.call_tool(TOOL_NAME, {"interval": 0, "count": 5, "caller": "drained"})
         assert not again.is_error, again
-        assert received.logs == expected("drained", 5)
+        assert await received.settled(5) == expected("drained", 5)
     cluster.wait_for_restart(replica, stopped[0])
 
 
@@ -188,7 +188,7 @@ async def test_a_rolling_restart_under_load_fails_no_call_and_loses_nothing(clus
                 if bound.cancelled_caught:
                     failures.append(f"{name}: no result in 30 s, after {len(received.logs)} notifications")
                     return
-                if result.is_error or received.logs != expected(name, 40):
+                if result.is_error or await received.settled(40) != expected(name, 40):
                     failures.append(f"{name}: {result.content} with {len(received.logs)} notifications")
 
     async def roll() -> None:
