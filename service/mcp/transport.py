@@ -234,19 +234,21 @@ class ResumableTransport(StreamableHTTPServerTransport):
                 batch = [await sse.next_message(queue, send, ping_interval=self._ping_interval)]
                 is_open = sse.take_ready(queue, batch)
                 frames = []
+                answered = False
                 for event in batch:
                     if after and event.event_id and int(event.event_id) <= after:
                         continue  # already replayed from the store
                     frames.append(sse.frame(json_of(event), event_id=event.event_id))
                     if until_response and isinstance(event.message, FINAL):
-                        if self._follow is not None:
-                            await self._session_store.stored()
-                        await sse.write(send, b"".join(frames), more=False)
-                        return
-                if frames:
+                        answered = True
+                        break
+                if frames and self._follow is not None:
                     # Sent once stored: a client resumes after what it saw wherever the session goes next.
-                    if self._follow is not None:
-                        await self._session_store.stored()
+                    await self._session_store.stored()
+                if answered:
+                    await sse.write(send, b"".join(frames), more=False)
+                    return
+                if frames:
                     await sse.write(send, b"".join(frames))
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             pass

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
@@ -37,10 +36,8 @@ from service.tasks import EXTENSION, LEGACY, MODERN, RELATED_TASK
 from service.tasks.wire import dump, error_of, legacy_task, modern_detailed, status_of
 from service.tools.base import McpTool
 
-__all__ = ["RESULT_POLL", "declared", "install_task_methods", "missing_extension"]
+__all__ = ["declared", "install_task_methods", "missing_extension"]
 
-RESULT_POLL = 0.1
-"""Seconds between two looks at a task's job while `tasks/result` waits for its end (it may run on another replica)."""
 LIST_PAGE = 50
 
 
@@ -136,8 +133,9 @@ def install_task_methods(server: Server[Any], engine: JobEngine, tools: dict[str
     async def result(ctx: ServerRequestContext[Any], params: TaskParams) -> dict[str, Any]:
         only_in(LEGACY, ctx, "tasks/result")
         job, task = await find(ctx, params)
-        while not job.status.is_final:
-            await anyio.sleep(RESULT_POLL)
+        if not job.status.is_final:
+            async for _ in engine.follow(job.id):  # until it ends, on whichever replica runs it
+                pass
             job = await engine.get(job.id) or job
         if (error := error_of(job, task)) is not None:  # the call's own JSON-RPC error, as it would have been
             raise MCPError.from_error_data(ErrorData.model_validate(error))

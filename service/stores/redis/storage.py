@@ -61,7 +61,6 @@ class RedisStorage:
     """
 
     leased = True
-    shared = True
 
     def __init__(
         self,
